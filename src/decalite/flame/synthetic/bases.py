@@ -21,6 +21,7 @@ from decalite.flame.synthetic.geometry import (
     ORIGIN,
     HeadTemplate,
     eye_opening,
+    soft_neckness,
 )
 
 N_SHAPE = 300
@@ -79,7 +80,7 @@ def shape_basis(t: HeadTemplate, rng: np.random.Generator) -> np.ndarray:
     """(V, 3, 300) identity shape components."""
     v = t.vertices
     x, y, z = v[:, 0], v[:, 1], v[:, 2]
-    head = (1.0 - t.neckness)[:, None]
+    head = (1.0 - soft_neckness(t.neckness, 0.1))[:, None]
     front = _frontal(v, t)
     lower = _smoothstep(0.0, 0.05, -(y + 0.01))  # below the nose
     nose = _g(x, y, 0.0, -0.005, 0.012, 0.022) * front
@@ -104,7 +105,7 @@ def shape_basis(t: HeadTemplate, rng: np.random.Generator) -> np.ndarray:
     normals = _radial(v)
     k0 = len(comps)
     for k in range(k0, N_SHAPE):
-        amp = 0.004 * np.exp(-(k - k0) / 50.0) + 0.0002
+        amp = 0.0015 * np.exp(-(k - k0) / 40.0) + 0.0001
         scale = 0.06 * np.exp(-(k - k0) / 120.0) + 0.012
         n_rbf = 3
         centres = HEAD_CENTRE + rng.normal(size=(n_rbf, 3)) * [0.05, 0.06, 0.06]

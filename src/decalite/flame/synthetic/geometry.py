@@ -76,6 +76,12 @@ def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
     return t * t * (3.0 - 2.0 * t)
 
 
+def soft_neckness(neckness: np.ndarray, softening: float = 0.15) -> np.ndarray:
+    """A smoother head/neck split than the surface's own: the logit of ``neckness`` scaled by ``softening``."""
+    n = np.clip(neckness, 1e-12, 1.0 - 1e-12)
+    return 1.0 / (1.0 + np.exp(-np.log(n / (1.0 - n)) * softening))
+
+
 def ring_angles(n_rings: int = N_RINGS) -> np.ndarray:
     """Polar angles (from +y) of the latitude rings, denser over the face. Returns (n_rings,) radians."""
     theta = np.linspace(0.0, np.pi, 4001)

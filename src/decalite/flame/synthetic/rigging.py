@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from decalite.flame.synthetic.geometry import MOUTH_HALF_WIDTH, MOUTH_Y, HeadTemplate
+from decalite.flame.synthetic.geometry import MOUTH_HALF_WIDTH, MOUTH_Y, HeadTemplate, soft_neckness
 
 PARENTS = np.array([-1, 0, 1, 1, 1], dtype=np.int64)
 JAW_HINGE = np.array([0.066, -0.012, -0.004])  # the +x hinge; the other mirrors it
@@ -53,7 +53,9 @@ def jaw_influence(t: HeadTemplate) -> np.ndarray:
     y_line = MOUTH_Y + ramp * (JAW_HINGE[1] - MOUTH_Y)
     band = 1e-4 + 0.25 * np.clip(x - MOUTH_HALF_WIDTH, 0.0, None)
     w = _smoothstep(0.0, 1.0, (y_line - y) / band)
-    w *= 1.0 - _smoothstep(0.3, 0.9, t.neckness)
+    # Fade out under the chin over a few centimetres (a softer version of the head/neck split), so the
+    # skin between chin and throat stretches instead of tearing when the mouth opens.
+    w *= 1.0 - _smoothstep(0.35, 0.85, soft_neckness(t.neckness))
     w *= _smoothstep(-0.045, -0.005, z)
     w[t.lower_lip] = 1.0
     w[t.part != 0] = 0.0

@@ -1,0 +1,168 @@
+"""The generated FLAME-format head: a closed, head-sized, rigged face whose parts do what FLAME's do."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from scipy.spatial import cKDTree
+
+from decalite.flame.layer import FlameLayer
+from decalite.flame.synthetic import EXPRESSION_NAMES, generate_head
+from decalite.flame.synthetic.geometry import build_template
+
+
+@pytest.fixture(scope="module")
+def head():
+    return generate_head(seed=0)
+
+
+@pytest.fixture(scope="module")
+def layer(head):
+    return FlameLayer(head.model, head.embedding, n_shape=100, n_exp=50).double()
+
+
+def _expr(name: str, value: float, n_exp: int = 50) -> torch.Tensor:
+    e = torch.zeros(1, n_exp, dtype=torch.float64)
+    e[0, EXPRESSION_NAMES.index(name)] = value
+    return e
+
+
+def test_closed_head_sized_mesh_with_flame_like_size(head):
+    m = head.model
+    mesh = trimesh.Trimesh(m.v_template, m.faces, process=False)
+    assert mesh.is_watertight and mesh.is_winding_consistent
+    assert mesh.volume > 0  # outward-facing normals
+    assert len(mesh.split(only_watertight=False)) == 3  # head + two eyeballs
+    assert 4000 < m.n_vertices < 8000 and 8000 < m.faces.shape[0] < 16000
+    width, height, depth = m.v_template.max(0) - m.v_template.min(0)
+    assert 0.13 < width < 0.18 and 0.2 < depth < 0.24 and 0.25 < height < 0.35  # metres, with the neck
+    assert m.shapedirs.shape == (m.n_vertices, 3, 400) and m.posedirs.shape == (m.n_vertices, 3, 36)
+    assert np.allclose(m.lbs_weights.sum(1), 1.0) and (m.lbs_weights >= 0).all()
+
+
+def test_same_seed_same_head_other_seed_other_bases(head):
+    again = generate_head(seed=0)
+    other = generate_head(seed=1)
+    assert np.array_equal(head.model.shapedirs, again.model.shapedirs)
+    assert np.array_equal(head.albedo.basis, again.albedo.basis)
+    assert np.array_equal(head.model.v_template, other.model.v_template)
+    assert not np.allclose(head.model.shapedirs[..., 20:300], other.model.shapedirs[..., 20:300])
+
+
+def test_axis_conventions(head):
+    """y up, face towards +z, subject's left eye at +x, metres."""
+    v, e = head.model.v_template, head.embedding
+    lmk = (v[head.model.faces[e.full_faces]] * e.full_bary[..., None]).sum(1)
+    joints = head.model.j_regressor @ v
+    nose_tip = lmk[30]
+    assert nose_tip[2] == pytest.approx(v[:, 2].max(), abs=0.01)  # the nose is the front-most point
+    assert lmk[27, 1] > lmk[30, 1] > lmk[8, 1]  # nose root above nose tip above chin
+    assert joints[3, 0] > 0 > joints[4, 0]  # left eye joint at +x
+    assert joints[0, 1] < joints[1, 1]  # the root joint is below the neck joint
+    assert v[:, 1].argmax() != v[:, 1].argmin()
+    assert 0.05 < np.linalg.norm(lmk[36] - lmk[45]) < 0.12  # outer eye corners ~9 cm apart
+
+
+def test_landmarks_follow_the_ibug_layout(head):
+    v, e = head.model.v_template, head.embedding
+    lmk = (v[head.model.faces[e.full_faces]] * e.full_bary[..., None]).sum(1)
+    x, y = lmk[:, 0], lmk[:, 1]
+    assert np.all(np.diff(x[:17]) > 0)  # jaw contour runs from the subject's right (-x) to left (+x)
+    assert y[8] == y[:17].min()  # chin lowest
+    assert x[36] < x[39] < 0 < x[42] < x[45]  # eye corners
+    assert y[17:27].min() > y[36:48].max()  # brows above eyes
+    assert y[36:48].min() > y[27:36].min() > y[48:68].max()  # eyes above nose bottom above mouth
+    assert np.all(np.diff(y[27:31]) < 0)  # nose bridge descends
+    assert y[51] > y[62] >= y[66] > y[57]  # upper lip, inner lips, lower lip
+
+
+def test_contour_bins_follow_yaw(head, layer):
+    e = head.embedding
+    assert np.array_equal(e.full_faces[:17], e.dynamic_faces[0])
+    assert not np.array_equal(e.dynamic_faces[0], e.dynamic_faces[30])  # yaw -30
+    assert not np.array_equal(e.dynamic_faces[30], e.dynamic_faces[69])  # yaw +30
+    # Turning the head: the far-side contour stays on the silhouette (the outermost projected face point).
+    out = layer(global_pose=torch.tensor([[0.0, math.radians(30.0), 0.0]], dtype=torch.float64))
+    v = out.vertices[0].numpy()
+    contour = out.landmarks2d[0, :17].numpy()
+    face_rows = (v[:, 1] > contour[:, 1].min()) & (v[:, 1] < 0.02) & (head.model.j_regressor[1] == 0)
+    assert contour[0, 0] < contour[16, 0]
+    assert contour[16, 0] == pytest.approx(v[face_rows & (v[:, 2] > -0.0), 0].max(), abs=0.012)
+
+
+def test_jaw_opens_the_mouth_and_leaves_the_forehead(head, layer):
+    rest = layer()
+    open_ = layer(jaw_pose=torch.tensor([[0.3, 0.0, 0.0]], dtype=torch.float64))
+    gap_rest = (rest.landmarks3d[0, 62] - rest.landmarks3d[0, 66]).norm()
+    gap_open = (open_.landmarks3d[0, 62] - open_.landmarks3d[0, 66]).norm()
+    assert gap_rest < 0.004 and gap_open > 4 * gap_rest and gap_open > 0.012
+    forehead = torch.from_numpy(head.model.v_template[:, 1] > 0.05)
+    assert torch.allclose(rest.vertices[0, forehead], open_.vertices[0, forehead], atol=1e-6, rtol=0)
+    drop = open_.landmarks3d[0, [57, 8], 1] - rest.landmarks3d[0, [57, 8], 1]
+    assert drop[0] < -0.01 and drop[1] < -0.005  # lower lip and chin drop
+
+
+def test_eyeballs_rotate_with_the_eye_joints(head, layer):
+    left = torch.from_numpy(head.model.lbs_weights[:, 3] == 1.0)
+    rest = layer()
+    look = layer(eye_pose=torch.tensor([[0.0, 0.4, 0.0, 0.0, 0.0, 0.0]], dtype=torch.float64))
+    centre = rest.joints[0, 3]
+    moved = (look.vertices[0, left] - rest.vertices[0, left]).norm(dim=1)
+    assert moved.max() > 0.003
+    # Rigid rotation about the eye centre: distances to it are kept.
+    assert torch.allclose((look.vertices[0, left] - centre).norm(dim=1), (rest.vertices[0, left] - centre).norm(dim=1))
+    assert torch.equal(look.vertices[0, ~left], rest.vertices[0, ~left])
+
+
+def test_blink_closes_the_eyes_and_smile_lifts_the_corners(layer):
+    rest = layer()
+    blink = layer(expression=_expr("blink", 1.0))
+    lid = lambda o: (o.landmarks3d[0, [37, 38, 43, 44], 1] - o.landmarks3d[0, [41, 40, 47, 46], 1]).mean()  # noqa: E731
+    assert lid(rest) > 0.005 and abs(lid(blink)) < 0.25 * lid(rest)
+    smile = layer(expression=_expr("smile", 1.0))
+    lift = smile.landmarks3d[0, [48, 54], 1] - rest.landmarks3d[0, [48, 54], 1]
+    assert (lift > 0.002).all()
+
+
+def test_expressions_are_local_to_the_face(head):
+    m = head.model
+    exp = m.shapedirs[..., 300:]
+    back = m.v_template[:, 2] < -0.03
+    assert np.abs(exp[back]).max() == 0.0
+    amplitude = np.linalg.norm(exp, axis=1).max(0)  # (100,)
+    assert (amplitude > 1e-4).all() and (amplitude < 0.015).all()  # metres per unit coefficient
+
+
+def test_shape_components_are_smooth_symmetric_and_face_sized(head):
+    m = head.model
+    v = m.v_template
+    skin = np.where(build_template().part == 0)[0]
+    tree = cKDTree(v[skin])
+    dist, mirror = tree.query(v[skin] * [-1, 1, 1])
+    assert dist.max() < 1e-9  # the skin template is left-right symmetric
+    mirror = skin[mirror]
+    sym = []
+    for k in range(40):
+        d = m.shapedirs[skin, :, k]
+        dm = m.shapedirs[mirror, :, k] * [-1, 1, 1]
+        sym.append((d * dm).sum() / np.sqrt((d * d).sum() * (dm * dm).sum()))
+    assert np.mean(sym) > 0.8
+    amplitude = np.linalg.norm(m.shapedirs[..., :300], axis=1).max(0)
+    assert amplitude[:12].min() > 0.001 and amplitude.max() < 0.01 and amplitude[-1] < amplitude[12]
+    # Smooth: neighbouring vertices move alike (edge-length change small relative to the displacement).
+    edges = trimesh.Trimesh(v, m.faces, process=False).edges_unique
+    for k in (0, 20, 200):
+        d = m.shapedirs[..., k]
+        assert np.abs(d[edges[:, 0]] - d[edges[:, 1]]).max() < 0.5 * np.abs(d).max()
+
+
+def test_uv_masks_cover_the_face(head):
+    face, face_eye = head.face_mask, head.face_eye_mask
+    assert face.shape == face_eye.shape == (256, 256)
+    assert (face <= face_eye).all()
+    assert 0.1 < face.mean() < face_eye.mean() < 0.6
+    assert head.albedo.mean.min() >= 0 and head.albedo.mean.max() <= 1
