@@ -26,7 +26,7 @@ N_STATIC = 51
 N_LANDMARKS = 68
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FlameModelData:
     """The arrays of ``generic_model.pkl``.
 
@@ -68,7 +68,7 @@ class FlameModelData:
         return int(self.shapedirs.shape[2]) - N_SHAPE_TOTAL
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LandmarkEmbedding:
     """Barycentric landmark embedding (``landmark_embedding.npy``).
 
@@ -93,7 +93,7 @@ class LandmarkEmbedding:
     source: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class UVLayout:
     """Mesh and UV layout of ``head_template.obj``.
 
@@ -112,7 +112,7 @@ class UVLayout:
     source: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AlbedoData:
     """A linear albedo model in UV space, normalised to RGB in [0, 1].
 
