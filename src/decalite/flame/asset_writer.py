@@ -95,7 +95,7 @@ def _legacy_storage_bytes(tensor: Any) -> bytes:
     """
     import torch
 
-    tensor = tensor.detach().cpu().contiguous()
+    tensor = tensor.detach().cpu().clone(memory_format=torch.contiguous_format)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TypedStorage deprecation notice
         storage = torch.storage.TypedStorage(wrap_storage=tensor.untyped_storage(), dtype=tensor.dtype, _internal=True)
@@ -121,7 +121,7 @@ def _legacy_storage_bytes(tensor: Any) -> bytes:
         if text == key:
             short = raw[pos : pos + 1] == pickle.SHORT_BINUNICODE
             out += raw[last:pos]
-            out += pickle.SHORT_BINUNICODE + b"\x01" + b"0" if short else pickle.BINUNICODE + struct.pack("<I", 1) + b"0"
+            out += (pickle.SHORT_BINUNICODE + b"\x01" if short else pickle.BINUNICODE + struct.pack("<I", 1)) + b"0"
             last = pos + (2 if short else 5) + len(key.encode())
     out += raw[last:]
     return bytes(out)
@@ -146,7 +146,8 @@ class _TensorPickler(pickle.Pickler):
         import torch
 
         if isinstance(obj, torch.Tensor):
-            t = obj.detach().cpu().contiguous()
+            # A compact copy: its storage holds exactly its elements, from offset 0.
+            t = obj.detach().cpu().clone(memory_format=torch.contiguous_format)
             args = (_StorageBytes(_legacy_storage_bytes(t)), 0, tuple(t.shape), tuple(t.stride()), False, OrderedDict())
             return (torch._utils._rebuild_tensor_v2, args)
         return NotImplemented

@@ -180,7 +180,9 @@ def _parents_from_kintree(path: str, kintree: np.ndarray) -> np.ndarray:
     n_joints = kintree.shape[1]
     ids = kintree[1]
     if sorted(ids.tolist()) != list(range(n_joints)):
-        raise _MODEL.error(path, f"kintree_table row 1 should list the joint ids 0..{n_joints - 1}, found {ids.tolist()}")
+        raise _MODEL.error(
+            path, f"kintree_table row 1 should list the joint ids 0..{n_joints - 1}, found {ids.tolist()}"
+        )
     parents = np.empty(n_joints, dtype=np.int64)
     for col in range(n_joints):
         parent = int(kintree[0, col])
@@ -217,7 +219,8 @@ def load_flame_model(path: PathLike) -> FlameModelData:
         val = {k: chumpy_to_numpy(raw[k], name=k, source=path) for k in _MODEL_KEYS}
 
         v_template = _as_float(_MODEL, path, "v_template", val["v_template"])
-        _check_shape(_MODEL, path, "v_template", v_template, "(V, 3)", v_template.ndim == 2 and v_template.shape[1] == 3)
+        ok = v_template.ndim == 2 and v_template.shape[1] == 3
+        _check_shape(_MODEL, path, "v_template", v_template, "(V, 3)", ok)
         n_verts = v_template.shape[0]
 
         faces = _as_index(_MODEL, path, "f", val["f"])
@@ -243,8 +246,9 @@ def load_flame_model(path: PathLike) -> FlameModelData:
         )  # fmt: skip
         j_regressor = _as_float(_MODEL, path, "J_regressor", val["J_regressor"])
         _check_shape(
-            _MODEL, path, "J_regressor", j_regressor, f"({n_joints}, {n_verts})", j_regressor.shape == (n_joints, n_verts)
-        )
+            _MODEL, path, "J_regressor", j_regressor, f"({n_joints}, {n_verts})",
+            j_regressor.shape == (n_joints, n_verts),
+        )  # fmt: skip
         weights = _as_float(_MODEL, path, "weights", val["weights"])
         _check_shape(_MODEL, path, "weights", weights, f"({n_verts}, {n_joints})", weights.shape == (n_verts, n_joints))
         if not np.allclose(weights.sum(axis=1), 1.0, atol=1e-3):
@@ -470,18 +474,20 @@ def load_albedo(path: PathLike, n_components: int | None = None) -> AlbedoData:
     if n_components is not None and n_components < 0:
         raise ValueError(f"n_components must be >= 0, got {n_components}")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with open(path, "rb") as fh:
+            npz = np.load(fh, allow_pickle=False)
             if not isinstance(npz, np.lib.npyio.NpzFile):
                 raise _ALBEDO.error(path, "not an .npz archive")
-            keys = set(npz.files)
-            if {"MU", "PC"} <= keys:
-                layout, mean_raw, basis_raw, scale = "MU/PC", npz["MU"], npz["PC"], 1.0
-            elif {"mean", "tex_dir"} <= keys:
-                layout, mean_raw, basis_raw, scale = "mean/tex_dir", npz["mean"], npz["tex_dir"], 1.0 / 255.0
-            else:
-                raise _ALBEDO.error(
-                    path, f"unknown albedo layout: needs keys MU and PC, or mean and tex_dir; found {sorted(keys)}"
-                )
+            with npz:
+                keys = set(npz.files)
+                if {"MU", "PC"} <= keys:
+                    layout, mean_raw, basis_raw, scale = "MU/PC", npz["MU"], npz["PC"], 1.0
+                elif {"mean", "tex_dir"} <= keys:
+                    layout, mean_raw, basis_raw, scale = "mean/tex_dir", npz["mean"], npz["tex_dir"], 1.0 / 255.0
+                else:
+                    raise _ALBEDO.error(
+                        path, f"unknown albedo layout: needs keys MU and PC, or mean and tex_dir; found {sorted(keys)}"
+                    )
     except AssetError:
         raise
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:

@@ -46,7 +46,6 @@ logger = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
 
 
-
 def _python3_name(module: str, name: str) -> tuple[str, str]:
     """Translate Python 2 names (``copy_reg``, ``__builtin__``, ...) as Python 3's ``fix_imports`` does."""
     if (module, name) in _compat_pickle.NAME_MAPPING:
@@ -59,10 +58,9 @@ _SPARSE_MODULES = {"scipy.sparse"} | {
     f"scipy.sparse.{prefix}{fmt}" for fmt in _SPARSE_FORMATS for prefix in ("", "_")
 }
 
-_SAFE_BUILTINS = (
-    "object", "set", "frozenset", "list", "dict", "tuple", "bytes", "bytearray",
-    "complex", "slice", "int", "float", "bool", "str", "range",
-)  # fmt: skip
+# Builtins that pickles of these files use: ``object`` (the base in ``copyreg._reconstructor``), sets, and
+# bytes / bytearray (how Python 3 writes them in protocols < 3); bytes(n) / bytearray(n) are refused below.
+_SAFE_BUILTINS = ("object", "set", "frozenset", "complex", "slice")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -81,6 +79,8 @@ class ChumpyStandIn:
 
     pickled_module: str = "chumpy"
     pickled_name: str = "?"
+    args: tuple[Any, ...]
+    state: dict[str, Any]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> ChumpyStandIn:
         obj = super().__new__(cls)
@@ -113,6 +113,7 @@ class SparseStandIn:
     sparse_format: str = "csc"
     sparse_kind: str = "matrix"  # or "array"
     pickled_path: str = ""
+    state: dict[str, Any]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> SparseStandIn:
         obj = super().__new__(cls)
@@ -156,6 +157,15 @@ class SparseStandIn:
 # Guarded callables handed out by find_class
 
 
+class _Refused(pickle.UnpicklingError):
+    """An allowed global was called with arguments decalite refuses (reported as UnsafePickleError)."""
+
+    def __init__(self, global_name: str, detail: str) -> None:
+        super().__init__(detail)
+        self.global_name = global_name
+        self.detail = detail
+
+
 class _Guarded:
     """A callable wrapper that cannot be modified by the pickle (``BUILD`` on it fails)."""
 
@@ -169,7 +179,7 @@ class _Guarded:
         return self._fn(*args, **kwargs)
 
     def __setattr__(self, key: str, value: Any) -> None:
-        raise pickle.UnpicklingError(f"pickle tried to modify {self._name}")
+        raise _Refused(self._name, f"the pickle tried to modify {self._name}")
 
     def __repr__(self) -> str:
         return f"<guarded {self._name}>"
@@ -186,19 +196,19 @@ def _numpy_attr(submodule: str, name: str) -> Any:
 
 def _np_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
     if subtype is not np.ndarray:
-        raise pickle.UnpicklingError(f"array reconstruction of non-ndarray type {subtype!r} refused")
+        raise _Refused("numpy _reconstruct", f"array reconstruction of non-ndarray type {subtype!r}")
     return _numpy_attr("multiarray", "_reconstruct")(subtype, shape, dtype)
 
 
 def _np_scalar(dtype: Any, *args: Any) -> Any:
     if not isinstance(dtype, np.dtype):
-        raise pickle.UnpicklingError("numpy scalar reconstruction without a dtype refused")
+        raise _Refused("numpy scalar", "numpy scalar reconstruction without a dtype")
     return _numpy_attr("multiarray", "scalar")(dtype, *args)
 
 
 def _np_frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
     if not isinstance(dtype, np.dtype):
-        raise pickle.UnpicklingError("numpy buffer reconstruction without a dtype refused")
+        raise _Refused("numpy _frombuffer", "numpy buffer reconstruction without a dtype")
     return _numpy_attr("numeric", "_frombuffer")(buf, dtype, shape, order)
 
 
@@ -207,7 +217,7 @@ def _torch_load_storage(data: Any) -> Any:
     import torch
 
     if not isinstance(data, (bytes, bytearray)):
-        raise pickle.UnpicklingError("torch storage payload is not bytes")
+        raise _Refused("torch.storage._load_from_bytes", "a torch storage payload that is not bytes")
     storage = torch.load(io.BytesIO(bytes(data)), weights_only=True)
     if not isinstance(storage, (torch.TypedStorage, torch.UntypedStorage)):
         raise pickle.UnpicklingError(f"torch storage payload holds a {type(storage).__name__}")
@@ -220,7 +230,7 @@ def _torch_rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: 
     from torch._utils import _rebuild_tensor
 
     if not isinstance(storage, (torch.TypedStorage, torch.UntypedStorage)):
-        raise pickle.UnpicklingError(f"tensor rebuild from a {type(storage).__name__} refused")
+        raise _Refused("torch._utils._rebuild_tensor_v2", f"tensor rebuild from a {type(storage).__name__}")
     try:
         offset = int(storage_offset)
         size_t = tuple(int(s) for s in size)
@@ -230,11 +240,20 @@ def _torch_rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: 
     return _rebuild_tensor(storage, offset, size_t, stride_t)
 
 
+def _make_bytes_like(cls: type) -> Callable[..., Any]:
+    def build(*args: Any) -> Any:
+        if args and isinstance(args[0], int):
+            raise _Refused(f"builtins.{cls.__name__}", f"{cls.__name__}(<size>)")
+        return cls(*args)
+
+    return build
+
+
 def _codecs_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
     import codecs
 
     if not isinstance(obj, str) or encoding.lower().replace("-", "").replace("_", "") not in ("latin1", "utf8"):
-        raise pickle.UnpicklingError(f"_codecs.encode({type(obj).__name__}, {encoding!r}) refused")
+        raise _Refused("_codecs.encode", f"_codecs.encode({type(obj).__name__}, {encoding!r})")
     return codecs.encode(obj, encoding, errors)
 
 
@@ -264,6 +283,8 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Callable[[], Any]] = {
     ("torch._utils", "_rebuild_tensor"): lambda: _Guarded("torch tensor rebuild", _torch_rebuild_tensor),
     ("torch.storage", "_load_from_bytes"): lambda: _Guarded("torch storage load", _torch_load_storage),
     **{("builtins", name): (lambda name=name: getattr(builtins, name)) for name in _SAFE_BUILTINS},
+    ("builtins", "bytes"): lambda: _Guarded("builtins.bytes", _make_bytes_like(bytes)),
+    ("builtins", "bytearray"): lambda: _Guarded("builtins.bytearray", _make_bytes_like(bytearray)),
 }
 
 
@@ -316,14 +337,14 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def _check_handed_class(self, cls: Any) -> None:
         if not isinstance(cls, type) or not any(cls is obj for obj in self._handed_out.values()):
-            raise pickle.UnpicklingError(f"object construction of {cls!r} refused")
+            raise _Refused("copyreg", f"object construction of {cls!r}")
 
     def _reconstructor(self, cls: Any, base: Any, state: Any) -> Any:
         self._check_handed_class(cls)
         if base is not object or state is not None:
-            raise pickle.UnpicklingError(f"copyreg._reconstructor with base {base!r} refused")
+            raise _Refused("copyreg._reconstructor", f"copyreg._reconstructor with base {base!r}")
         if not issubclass(cls, (ChumpyStandIn, SparseStandIn)):
-            raise pickle.UnpicklingError(f"copyreg._reconstructor of {cls!r} refused")
+            raise _Refused("copyreg._reconstructor", f"copyreg._reconstructor of {cls!r}")
         return cls.__new__(cls)
 
     def _newobj(self, cls: Any, *args: Any) -> Any:
@@ -384,6 +405,9 @@ def _unpickle_stream(stream: IO[bytes], source: str, encoding: str) -> Any:
         return _finalize(obj, {})
     except AssetError as exc:
         raise exc.add_context(path=source)
+    except _Refused as exc:
+        problem = f"refused to unpickle it: it calls {exc.detail}, which decalite does not allow; nothing was executed"
+        raise UnsafePickleError(source, exc.global_name, problem=problem) from exc
     except Exception as exc:
         raise AssetError(source, f"unreadable or truncated pickle ({type(exc).__name__}: {exc})") from exc
 
