@@ -21,6 +21,8 @@ from decalite.flame.synthetic.geometry import (
     ORIGIN,
     HeadTemplate,
     eye_opening,
+    gauss,
+    smoothstep,
     soft_neckness,
 )
 
@@ -36,15 +38,6 @@ SHAPE_NAMES = (
     "scale", "head_width", "face_length", "head_depth", "nose_protrusion", "nose_width", "jaw_width",
     "chin_protrusion", "eye_spacing", "cheek_fullness", "brow_protrusion", "lip_fullness",
 )
-
-
-def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
-    t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
-
-
-def _g(x, y, cx, cy, sx, sy):
-    return np.exp(-(((x - cx) / sx) ** 2) - ((y - cy) / sy) ** 2)
 
 
 def _propagate(field: np.ndarray, t: HeadTemplate, points: np.ndarray) -> np.ndarray:
@@ -68,7 +61,7 @@ def _propagate(field: np.ndarray, t: HeadTemplate, points: np.ndarray) -> np.nda
 
 def _frontal(v: np.ndarray, t: HeadTemplate) -> np.ndarray:
     """(V,) weight of the front of the face: 1 on the face, 0 at the sides, back and neck."""
-    return _smoothstep(0.0, 0.05, v[:, 2]) * (1.0 - t.neckness) * (t.part == 0)
+    return smoothstep(0.0, 0.05, v[:, 2]) * (1.0 - t.neckness) * (t.part == 0)
 
 
 def _radial(v: np.ndarray) -> np.ndarray:
@@ -82,10 +75,10 @@ def shape_basis(t: HeadTemplate, rng: np.random.Generator) -> np.ndarray:
     x, y, z = v[:, 0], v[:, 1], v[:, 2]
     head = (1.0 - soft_neckness(t.neckness, 0.1))[:, None]
     front = _frontal(v, t)
-    lower = _smoothstep(0.0, 0.05, -(y + 0.01))  # below the nose
-    nose = _g(x, y, 0.0, -0.005, 0.012, 0.022) * front
-    cheeks = (_g(np.abs(x), y, 0.045, -0.01, 0.016, 0.018)) * front
-    lips = _g(x, y, 0.0, MOUTH_Y, MOUTH_HALF_WIDTH, 0.01) * front
+    lower = smoothstep(0.0, 0.05, -(y + 0.01))  # below the nose
+    nose = gauss(x, y, 0.0, -0.005, 0.012, 0.022) * front
+    cheeks = (gauss(np.abs(x), y, 0.045, -0.01, 0.016, 0.018)) * front
+    lips = gauss(x, y, 0.0, MOUTH_Y, MOUTH_HALF_WIDTH, 0.01) * front
     comps = [
         (v - HEAD_CENTRE) * 0.04 * head,
         np.stack([x * 0.05, 0 * x, 0 * x], -1) * head,
@@ -94,8 +87,8 @@ def shape_basis(t: HeadTemplate, rng: np.random.Generator) -> np.ndarray:
         np.stack([0 * x, -0.001 * nose, 0.004 * nose], -1),
         np.stack([x * 0.25 * nose, 0 * x, 0 * x], -1),
         np.stack([x * 0.08 * lower, 0 * x, 0 * x], -1) * head,
-        np.stack([0 * x, -0.001 * front * lower, 0.005 * front * lower * _g(x, y, 0, -0.075, 0.02, 0.015)], -1),
-        np.stack([np.sign(x) * 0.002 * sum(_g(x, y, ex, ey, 0.014, 0.012) for ex, ey in EYE_CENTRES_XY), 0 * x, 0 * x], -1)
+        np.stack([0 * x, -0.001 * front * lower, 0.005 * front * lower * gauss(x, y, 0, -0.075, 0.02, 0.015)], -1),
+        np.stack([np.sign(x) * 0.002 * sum(gauss(x, y, ex, ey, 0.014, 0.012) for ex, ey in EYE_CENTRES_XY), 0 * x, 0 * x], -1)
         * front[:, None],
         _radial(v) * (0.004 * cheeks)[:, None],
         _radial(v) * (0.003 * np.exp(-(((y - 0.041) / 0.008) ** 2)) * front)[:, None],
@@ -130,8 +123,8 @@ def _eye_lids(v: np.ndarray, e: int) -> tuple[np.ndarray, np.ndarray]:
     u = (v[:, 0] - ex) / (EYE_HALF_WIDTH * 1.15)
     across = np.clip(1.0 - u * u, 0.0, 1.0) ** 0.5
     dy = v[:, 1] - ey
-    upper = across * _smoothstep(-0.0015, 0.001, dy) * (1.0 - _smoothstep(0.006, 0.013, dy))
-    lower = across * _smoothstep(-0.0015, 0.001, -dy) * (1.0 - _smoothstep(0.004, 0.009, -dy))
+    upper = across * smoothstep(-0.0015, 0.001, dy) * (1.0 - smoothstep(0.006, 0.013, dy))
+    lower = across * smoothstep(-0.0015, 0.001, -dy) * (1.0 - smoothstep(0.004, 0.009, -dy))
     return upper, lower
 
 
@@ -143,19 +136,19 @@ def expression_basis(t: HeadTemplate, rng: np.random.Generator) -> np.ndarray:
     sx = np.sign(x)
     front = _frontal(v, t)
     zero = np.zeros_like(x)
-    left = _smoothstep(-0.006, 0.006, x)
+    left = smoothstep(-0.006, 0.006, x)
     right = 1.0 - left
     opening = eye_opening(x, y)
 
     def vec(dx, dy, dz):
         return np.stack([dx + zero, dy + zero, dz + zero], -1) * front[:, None]
 
-    corners = _g(ax, y, MOUTH_HALF_WIDTH, MOUTH_Y, 0.013, 0.011)
-    cheek_raise = _g(ax, y, 0.040, -0.012, 0.016, 0.014)
+    corners = gauss(ax, y, MOUTH_HALF_WIDTH, MOUTH_Y, 0.013, 0.011)
+    cheek_raise = gauss(ax, y, 0.040, -0.012, 0.016, 0.014)
     smile = vec(0.0025 * sx * corners, 0.0035 * corners + 0.0018 * cheek_raise, -0.0008 * corners + 0.001 * cheek_raise)
-    forehead = _smoothstep(0.028, 0.036, y) * (1.0 - _smoothstep(0.06, 0.10, y)) * (1.0 - _smoothstep(0.045, 0.07, ax))
+    forehead = smoothstep(0.028, 0.036, y) * (1.0 - smoothstep(0.06, 0.10, y)) * (1.0 - smoothstep(0.045, 0.07, ax))
     brow_raise = vec(0.0, 0.005 * forehead, 0.0)
-    inner_brow = _g(ax, y, 0.014, 0.040, 0.012, 0.010)
+    inner_brow = gauss(ax, y, 0.014, 0.040, 0.012, 0.010)
     brow_furrow = vec(-0.002 * sx * inner_brow, -0.003 * inner_brow, 0.0006 * inner_brow)
 
     def blink_of(e: int) -> np.ndarray:
@@ -164,16 +157,16 @@ def expression_basis(t: HeadTemplate, rng: np.random.Generator) -> np.ndarray:
         return vec(0.0, -2.0 * EYE_HALF_HEIGHT * upper, 0.0095 * upper * np.maximum(opening, 0.3))
 
     blink = blink_of(0) + blink_of(1)
-    lip_region = _g(x, y, 0.0, MOUTH_Y, MOUTH_HALF_WIDTH * 1.1, 0.012)
+    lip_region = gauss(x, y, 0.0, MOUTH_Y, MOUTH_HALF_WIDTH * 1.1, 0.012)
     pucker = vec(-0.35 * x * lip_region, 0.0, 0.005 * lip_region)
     stretch = vec(0.004 * sx * corners, -0.001 * corners, -0.001 * corners)
-    cheeks = _g(ax, y, 0.045, -0.03, 0.016, 0.016)
+    cheeks = gauss(ax, y, 0.045, -0.03, 0.016, 0.016)
     puff = vec(0.003 * sx * cheeks, 0.0, 0.003 * cheeks)
-    nose_root = _g(x, y, 0.0, 0.012, 0.012, 0.01) + _g(ax, y, 0.013, -0.018, 0.006, 0.006)
+    nose_root = gauss(x, y, 0.0, 0.012, 0.012, 0.01) + gauss(ax, y, 0.013, -0.018, 0.006, 0.006)
     nose_wrinkle = vec(0.0, 0.002 * nose_root, -0.001 * nose_root)
-    upper_lip = _g(x, y, 0.0, MOUTH_Y + 0.007, MOUTH_HALF_WIDTH, 0.006) * (~t.lower_lip)
-    lower_lip = _g(x, y, 0.0, MOUTH_Y - 0.008, MOUTH_HALF_WIDTH, 0.007) * (y <= MOUTH_Y + 1e-4)
-    lower_lip = np.where(t.lower_lip, _g(x, MOUTH_Y - 0.008, 0.0, MOUTH_Y - 0.008, MOUTH_HALF_WIDTH, 0.007), lower_lip)
+    upper_lip = gauss(x, y, 0.0, MOUTH_Y + 0.007, MOUTH_HALF_WIDTH, 0.006) * (~t.lower_lip)
+    lower_lip = gauss(x, y, 0.0, MOUTH_Y - 0.008, MOUTH_HALF_WIDTH, 0.007) * (y <= MOUTH_Y + 1e-4)
+    lower_lip = np.where(t.lower_lip, gauss(x, MOUTH_Y - 0.008, 0.0, MOUTH_Y - 0.008, MOUTH_HALF_WIDTH, 0.007), lower_lip)
     frown = vec(0.0, -0.003 * corners, 0.0)
     suck = vec(-0.003 * sx * cheeks, 0.0, -0.002 * cheeks)
     squint = sum(vec(0.0, 0.003 * _eye_lids(v, e)[1], 0.001 * _eye_lids(v, e)[1]) for e in (0, 1))
@@ -197,7 +190,7 @@ def expression_basis(t: HeadTemplate, rng: np.random.Generator) -> np.ndarray:
         sgm = rng.uniform(0.007, 0.016)
         direction = rng.normal(size=3) * [1.0, 1.0, 0.5]
         direction /= np.linalg.norm(direction)
-        w = _g(x, y, cx, cy, sgm, sgm) + _g(x, y, -cx, cy, sgm, sgm) * rng.uniform(0.0, 1.0)
+        w = gauss(x, y, cx, cy, sgm, sgm) + gauss(x, y, -cx, cy, sgm, sgm) * rng.uniform(0.0, 1.0)
         d = np.stack([direction[0] * np.where(x * cx >= 0, 1.0, -1.0) + zero, direction[1] + zero, direction[2] + zero], -1)
         comps.append(amp * w[:, None] * d * front[:, None])
     # Lid and lip fields must not split at the slit: the lower copies take the lower-lip value computed above.
@@ -218,8 +211,8 @@ def pose_correctives(t: HeadTemplate, rng: np.random.Generator) -> np.ndarray:
     front = _frontal(v, t)
     normals = _radial(v)
     dirs = np.zeros((len(v), 3, 36))
-    cheeks = _g(np.abs(x), y, 0.05, -0.035, 0.015, 0.02) * front
-    lips = _g(x, y, 0.0, MOUTH_Y, MOUTH_HALF_WIDTH, 0.01) * front
+    cheeks = gauss(np.abs(x), y, 0.05, -0.035, 0.015, 0.02) * front
+    lips = gauss(x, y, 0.0, MOUTH_Y, MOUTH_HALF_WIDTH, 0.01) * front
     jaw = 9  # features 9..17 belong to the jaw (joint 2)
     dirs[:, :, jaw + 7] = normals * (0.008 * cheeks)[:, None] - normals * (0.004 * lips)[:, None]
     throat = t.neckness * np.clip(v[:, 2] / 0.05, 0.0, 1.0) * (t.part == 0)

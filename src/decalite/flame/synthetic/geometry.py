@@ -71,7 +71,8 @@ class HeadTemplate:
     col_phi: np.ndarray
 
 
-def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
+def smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
+    """Hermite step from 0 at edge0 to 1 at edge1, elementwise."""
     t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
 
@@ -132,7 +133,7 @@ def _smooth_max(a: np.ndarray, b: np.ndarray, s: float) -> np.ndarray:
     return m + s * np.log1p(np.exp(-np.abs(a - b) / s))
 
 
-def _gauss(x: np.ndarray, y: np.ndarray, cx: float, cy: float, sx: float, sy: float) -> np.ndarray:
+def gauss(x: np.ndarray, y: np.ndarray, cx: float, cy: float, sx: float, sy: float) -> np.ndarray:
     return np.exp(-(((x - cx) / sx) ** 2) - ((y - cy) / sy) ** 2)
 
 
@@ -142,7 +143,7 @@ def eye_opening(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     for ex, ey in EYE_CENTRES_XY:
         u = (x - ex) / EYE_HALF_WIDTH
         half = EYE_HALF_HEIGHT * np.clip(1.0 - u * u, 0.0, None) ** 0.7
-        inside = _smoothstep(-0.0012, 0.0012, half - np.abs(y - ey)) * (np.abs(u) < 1.0)
+        inside = smoothstep(-0.0012, 0.0012, half - np.abs(y - ey)) * (np.abs(u) < 1.0)
         out = np.maximum(out, inside)
     return out
 
@@ -153,11 +154,11 @@ def face_relief(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     r = np.zeros_like(x)
     # Orbits and eye openings: the skin inside the opening lies behind the eyeball.
     for ex, ey in EYE_CENTRES_XY:
-        r -= 0.007 * _gauss(x, y, ex, ey, 0.019, 0.014)
+        r -= 0.007 * gauss(x, y, ex, ey, 0.019, 0.014)
     r -= 0.009 * eye_opening(x, y)
     # Brow ridge.
     brow_y = 0.040 + 0.004 * np.exp(-(((ax - 0.03) / 0.02) ** 2))
-    r += 0.005 * np.exp(-(((y - brow_y) / 0.008) ** 2)) * (1.0 - _smoothstep(0.025, 0.065, ax)) ** 0.5
+    r += 0.005 * np.exp(-(((y - brow_y) / 0.008) ** 2)) * (1.0 - smoothstep(0.025, 0.065, ax)) ** 0.5
     # Nose: ridge from the root (y 0.028) to the tip (y -0.012), underside back to the base (y -0.026).
     height = np.where(
         y > -0.012,
@@ -166,17 +167,17 @@ def face_relief(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     )
     width = 0.0055 + 0.0055 * np.clip((0.028 - y) / 0.040, 0.0, 1.0)
     r += height * np.exp(-((x / width) ** 4)) * (y < 0.034)
-    r += 0.007 * _gauss(ax, y, 0.013, -0.019, 0.006, 0.005)  # alar wings
+    r += 0.007 * gauss(ax, y, 0.013, -0.019, 0.006, 0.005)  # alar wings
     # Cheekbones and cheeks.
-    r += 0.004 * _gauss(ax, y, 0.046, 0.0, 0.013, 0.012)
+    r += 0.004 * gauss(ax, y, 0.046, 0.0, 0.013, 0.012)
     # Lips, the groove between them, the mentolabial fold and the chin.
     lip_window = np.clip(1.0 - (ax / (MOUTH_HALF_WIDTH + 0.003)) ** 2, 0.0, 1.0) ** 0.6
     taper = 0.35 + 0.65 * lip_window  # lips are fuller in the middle than at the corners
-    r += 0.0055 * _gauss(x, y, 0.0, MOUTH_Y + 0.0065 * taper, 0.5, 0.0045 * taper) * lip_window
-    r += 0.0060 * _gauss(x, y, 0.0, MOUTH_Y - 0.0075 * taper, 0.5, 0.0055 * taper) * lip_window
-    r -= 0.0025 * _gauss(x, y, 0.0, MOUTH_Y, 0.5, 0.0018) * lip_window
-    r -= 0.0020 * _gauss(x, y, 0.0, -0.0650, 0.012, 0.004)
-    r += 0.0060 * _gauss(x, y, 0.0, -0.0780, 0.016, 0.010)
+    r += 0.0055 * gauss(x, y, 0.0, MOUTH_Y + 0.0065 * taper, 0.5, 0.0045 * taper) * lip_window
+    r += 0.0060 * gauss(x, y, 0.0, MOUTH_Y - 0.0075 * taper, 0.5, 0.0055 * taper) * lip_window
+    r -= 0.0025 * gauss(x, y, 0.0, MOUTH_Y, 0.5, 0.0018) * lip_window
+    r -= 0.0020 * gauss(x, y, 0.0, -0.0650, 0.012, 0.004)
+    r += 0.0060 * gauss(x, y, 0.0, -0.0780, 0.016, 0.010)
     return r
 
 
@@ -187,7 +188,7 @@ def skin_radius(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r = _smooth_max(r_head, r_neck, UNION_SOFTNESS)
     neckness = 1.0 / (1.0 + np.exp(-(r_neck - r_head) / UNION_SOFTNESS))
     p = ORIGIN + r[:, None] * d
-    front = _smoothstep(0.0, 0.05, p[:, 2]) * (1.0 - neckness)
+    front = smoothstep(0.0, 0.05, p[:, 2]) * (1.0 - neckness)
     r = r + front * face_relief(p[:, 0], p[:, 1])
     return r, neckness
 

@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from decalite.flame.synthetic.geometry import MOUTH_HALF_WIDTH, MOUTH_Y, HeadTemplate, soft_neckness
+from decalite.flame.synthetic.geometry import MOUTH_HALF_WIDTH, MOUTH_Y, HeadTemplate, smoothstep, soft_neckness
 
 PARENTS = np.array([-1, 0, 1, 1, 1], dtype=np.int64)
 JAW_HINGE = np.array([0.066, -0.012, -0.004])  # the +x hinge; the other mirrors it
 NECK_PIVOT = np.array([0.056, -0.045, -0.028])  # the head turns about the midpoint of this and its mirror
-
-
-def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
-    t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
 
 
 def _nearest_pair(v: np.ndarray, allowed: np.ndarray, point: np.ndarray, k: int = 6) -> np.ndarray:
@@ -52,11 +47,11 @@ def jaw_influence(t: HeadTemplate) -> np.ndarray:
     ramp = np.clip((x - MOUTH_HALF_WIDTH) / (JAW_HINGE[0] - MOUTH_HALF_WIDTH), 0.0, 1.0)
     y_line = MOUTH_Y + ramp * (JAW_HINGE[1] - MOUTH_Y)
     band = 1e-4 + 0.25 * np.clip(x - MOUTH_HALF_WIDTH, 0.0, None)
-    w = _smoothstep(0.0, 1.0, (y_line - y) / band)
+    w = smoothstep(0.0, 1.0, (y_line - y) / band)
     # Fade out under the chin over a few centimetres (a softer version of the head/neck split), so the
     # skin between chin and throat stretches instead of tearing when the mouth opens.
-    w *= 1.0 - _smoothstep(0.35, 0.85, soft_neckness(t.neckness))
-    w *= _smoothstep(-0.045, -0.005, z)
+    w *= 1.0 - smoothstep(0.35, 0.85, soft_neckness(t.neckness))
+    w *= smoothstep(-0.045, -0.005, z)
     w[t.lower_lip] = 1.0
     w[t.part != 0] = 0.0
     cavity = t.part == 3
@@ -71,7 +66,7 @@ def skinning_weights(t: HeadTemplate) -> np.ndarray:
     """(V, 5) skinning weights, rows sum to 1."""
     v = t.vertices
     w = np.zeros((len(v), 5))
-    root = (1.0 - _smoothstep(-0.15, -0.07, v[:, 1])) * (t.part == 0)
+    root = (1.0 - smoothstep(-0.15, -0.07, v[:, 1])) * (t.part == 0)
     jaw = jaw_influence(t) * (1.0 - root)
     w[:, 0] = root
     w[:, 2] = jaw
