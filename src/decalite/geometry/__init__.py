@@ -1,0 +1,1 @@
+"""Differentiable geometry helpers: spherical-harmonics lighting and the orthographic camera."""
