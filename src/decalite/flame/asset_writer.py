@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import pickle
 import pickletools
 import struct
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from decalite.flame.model_data import AlbedoData, FlameModelData, LandmarkEmbedding, UVLayout
+from decalite.io.pathlike import PathLike
 
 __all__ = [
     "write_albedo_npz",
@@ -34,7 +34,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PathLike = str | os.PathLike[str]
 
 #: How ``kintree_table`` marks the root's parent in FLAME's file (uint32 -1).
 ROOT_PARENT_MARK = np.uint32(0xFFFFFFFF)

@@ -42,6 +42,7 @@ from decalite.flame.model_data import (
     LandmarkEmbedding,
     UVLayout,
 )
+from decalite.io.pathlike import PathLike
 from decalite.io.safe_pickle import chumpy_to_numpy, safe_load_npy_pickle, safe_load_pickle
 
 __all__ = [
@@ -58,7 +59,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PathLike = str | os.PathLike[str]
 
 #: Standard file names inside a FLAME asset folder. ``"albedo"`` lists candidates; the first existing wins.
 FLAME_FILES: dict[str, Any] = {

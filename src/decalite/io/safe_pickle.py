@@ -30,6 +30,7 @@ from typing import IO, Any, BinaryIO
 import numpy as np
 
 from decalite.flame.errors import AssetError, UnsafePickleError
+from decalite.io.pathlike import PathLike
 
 __all__ = [
     "ALLOWED_GLOBALS",
@@ -43,7 +44,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PathLike = str | os.PathLike[str]
 
 
 def _python3_name(module: str, name: str) -> tuple[str, str]:
