@@ -27,3 +27,42 @@ class FlameOutput:
     landmarks2d: torch.Tensor
     landmarks3d: torch.Tensor
     joints: torch.Tensor
+
+
+@dataclass
+class RenderOutput:
+    """The result of one :class:`decalite.render.renderer.Renderer` forward pass.
+
+    Images are (B, C, H, W) with row 0 at the top; UV maps are (B, C, U, U) with row 0 at v = 1.
+
+    Attributes:
+        image: (B, 3, H, W) shaded albedo composited over the background.
+        alpha: (B, 1, H, W) 1 where the mesh covers the pixel.
+        albedo: (B, 3, H, W) albedo seen in each pixel (0 outside the mesh).
+        normals: (B, 3, H, W) unit surface normals seen in each pixel (0 outside).
+        shading: (B, 3, H, W) SH shading of the coarse normals.
+        depth: (B, 1, H, W) NDC depth z' (larger = nearer the camera), 0 outside.
+        vertices_ndc: (B, V, 3) projected vertices (x, y up, z) in NDC.
+        landmarks2d: (B, L, 2) projected landmarks in image-normalised coordinates ([-1, 1], +y down), or None.
+        landmarks3d_ndc: (B, L, 3) projected landmarks in NDC, or None.
+        uv_positions: (B, 3, U, U) position map of the posed mesh, or None (only with a displacement).
+        uv_detail_normals: (B, 3, U, U) detail normals in UV space, or None.
+        detail_normals: (B, 3, H, W) detail normals seen in each pixel, or None.
+        detail_shading: (B, 3, H, W) SH shading of the detail normals, or None.
+        image_detail: (B, 3, H, W) albedo times detail shading over the background, or None.
+    """
+
+    image: torch.Tensor
+    alpha: torch.Tensor
+    albedo: torch.Tensor
+    normals: torch.Tensor
+    shading: torch.Tensor
+    depth: torch.Tensor
+    vertices_ndc: torch.Tensor
+    landmarks2d: torch.Tensor | None = None
+    landmarks3d_ndc: torch.Tensor | None = None
+    uv_positions: torch.Tensor | None = None
+    uv_detail_normals: torch.Tensor | None = None
+    detail_normals: torch.Tensor | None = None
+    detail_shading: torch.Tensor | None = None
+    image_detail: torch.Tensor | None = None

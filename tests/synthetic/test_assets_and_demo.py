@@ -102,3 +102,9 @@ def test_demo_writes_meshes_that_load(tmp_path):
     neutral = np.loadtxt(tmp_path / "demo" / "neutral_landmarks3d.txt")
     jaw = np.loadtxt(tmp_path / "demo" / "jaw_open_landmarks3d.txt")
     assert neutral.shape == (68, 3) and jaw[57, 1] < neutral[57, 1] - 0.005
+    from PIL import Image
+
+    for name in summary["renders"]:
+        assert Image.open(tmp_path / "demo" / name).size[1] >= 224
+    dense = trimesh.load(tmp_path / "demo" / "detailed_dense.obj", process=False)
+    assert len(dense.vertices) > 10 * summary["vertices"] / 4  # one vertex per face texel: denser than FLAME

@@ -60,6 +60,89 @@ def _time_forward(layer, batch: int, repeats: int = 5) -> float:
     return (time.perf_counter() - start) / repeats * 1000.0
 
 
+def _demo_light() -> torch.Tensor:
+    """(1, 9, 3) a warm key light from the upper left of the camera plus ambient, for the demo renders."""
+    from decalite.geometry.lighting import SH_CONSTANTS
+
+    light = torch.zeros(1, 9, 3)
+    light[:, 0] = torch.tensor([0.62, 0.60, 0.58]) / SH_CONSTANTS[0]
+    light[:, 1] = -0.12 / SH_CONSTANTS[1]  # from -x (the subject's right, the viewer's left)
+    light[:, 2] = 0.15 / SH_CONSTANTS[2]  # from above
+    light[:, 3] = 0.35 / SH_CONSTANTS[3]  # from the camera
+    return light
+
+
+def _forehead_wrinkles(uv_positions: torch.Tensor) -> torch.Tensor:
+    """(B, 1, U, U) a procedural displacement: horizontal lines across the forehead (metres)."""
+    y, z = uv_positions[:, 1:2], uv_positions[:, 2:3]
+    band = torch.exp(-(((y - 0.056) / 0.012) ** 2)) * (z > 0.03)
+    return 1e-3 * torch.sin(2 * math.pi * y / 0.009) * band
+
+
+def _render_all(cfg, layer, assets, meshes_inputs, out: Path) -> dict:
+    """Render every named mesh (textured with landmarks | grey shape) and a coarse-vs-detailed comparison."""
+    from torchvision.utils import make_grid, save_image
+
+    from decalite.geometry.camera import ndc_to_pixels
+    from decalite.render.renderer import Renderer
+    from decalite.render.stages import draw_points
+
+    r = cfg.renderer
+    renderer = Renderer(
+        assets.uv, assets.face_eye_mask, image_size=int(r.image_size), uv_size=int(r.uv_size),
+        backend=r.backend, cull_backfaces=bool(r.cull_backfaces), antialias=bool(r.antialias),
+    ).to(cfg.device)
+    if assets.albedo is not None:
+        albedo = torch.from_numpy(assets.albedo.mean).permute(2, 0, 1)[None].to(cfg.device)  # (H, W, 3) -> (1, 3, H, W)
+    else:
+        albedo = None
+    light = _demo_light().to(cfg.device)
+    cam = torch.tensor([[6.0, 0.0, 0.015]], device=cfg.device)
+    tiles, timings = [], []
+    for name, inputs in meshes_inputs.items():
+        with torch.no_grad():
+            result = layer(**{k: v.to(cfg.device) for k, v in inputs.items()}, batch_size=1)
+            start = time.perf_counter()
+            rendered = renderer(result.vertices, cam, albedo, light, background=1.0, landmarks=result.landmarks2d)
+            timings.append(time.perf_counter() - start)
+            shape = renderer.render_shape(result.vertices, cam, background=1.0)
+        px = ndc_to_pixels(rendered.landmarks3d_ndc[..., :2], renderer.image_size, renderer.image_size)
+        textured = draw_points(rendered.image.clamp(0, 1), px, color=(0.9, 0.1, 0.1), radius=1)
+        pair = torch.cat([textured, shape], dim=0)
+        save_image(pair, out / f"{name}.png", nrow=2, padding=2, pad_value=1.0)
+        tiles.append(pair)
+    grid = torch.cat([torch.cat([t[0:1] for t in tiles]), torch.cat([t[1:2] for t in tiles])])
+    save_image(make_grid(grid, nrow=len(tiles), padding=2, pad_value=1.0), out / "overview.png")
+
+    with torch.no_grad():
+        result = layer(expression=None, batch_size=1)
+        uv_pos = renderer.uv.world2uv(result.vertices)
+        disp = _forehead_wrinkles(uv_pos) * renderer.face_eye_mask
+        coarse = renderer.render_shape(result.vertices, cam, background=1.0)
+        detailed = renderer.render_shape(result.vertices, cam, displacement=disp, background=1.0)
+    save_image(torch.cat([coarse, detailed]), out / "details.png", nrow=2, padding=2, pad_value=1.0)
+    _write_dense_mesh(renderer, result.vertices, disp, out / "detailed_dense.obj")
+    return {"render_ms_batch_1": round(1000 * sum(timings) / len(timings), 1), "backend": renderer.rasterizer.last_backend}
+
+
+def _write_dense_mesh(renderer, vertices: torch.Tensor, displacement: torch.Tensor, path: Path) -> None:
+    """Export the dense detailed mesh (one vertex per valid UV texel of the face) of the first head."""
+    import trimesh
+
+    from decalite.geometry.mesh import vertex_normals
+    from decalite.geometry.uv import displace
+    from decalite.render.uv_space import dense_detail_mesh
+
+    with torch.no_grad():
+        positions = renderer.uv.world2uv(vertices)
+        normals = renderer.uv.world2uv(vertex_normals(vertices, renderer.faces))
+        normals = normals / normals.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        detailed = displace(positions, normals, displacement, renderer.face_eye_mask)
+    valid = (renderer.face_eye_mask[0, 0] > 0.5) & (renderer.uv.valid[0, 0] > 0)
+    verts, faces, _ = dense_detail_mesh(detailed[0], valid, normals[0])
+    trimesh.Trimesh(verts, faces, process=False).export(path)
+
+
 def run(cfg: DictConfig) -> dict:
     from decalite.flame.asset_writer import write_obj_with_uvs
     from decalite.flame.assets import load_flame_assets
@@ -71,13 +154,14 @@ def run(cfg: DictConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     generated = not cfg.flame.dir
     root = resolve_flame_dir(cfg.flame.dir, cache_dir=cfg.paths.cache_dir, seed=int(cfg.flame.seed))
-    assets = load_flame_assets(root, albedo=False)
+    assets = load_flame_assets(root)
     layer = FlameLayer(assets.model, assets.embedding, n_shape=int(cfg.flame.n_shape), n_exp=int(cfg.flame.n_exp))
     layer = layer.to(cfg.device)
     # Named expressions are those of the generated head; a real FLAME model has PCA components instead.
     names = EXPRESSION_NAMES if generated else ()
     meshes = {}
-    for name, inputs in _poses(layer.n_shape, layer.n_exp, names).items():
+    poses = _poses(layer.n_shape, layer.n_exp, names)
+    for name, inputs in poses.items():
         with torch.no_grad():
             result = layer(**{k: v.to(cfg.device) for k, v in inputs.items()}, batch_size=1)
         verts = result.vertices[0].cpu().double().numpy()
@@ -85,6 +169,7 @@ def run(cfg: DictConfig) -> dict:
         np.savetxt(out / f"{name}_landmarks2d.txt", result.landmarks2d[0].cpu().numpy(), fmt="%.6f")
         np.savetxt(out / f"{name}_landmarks3d.txt", result.landmarks3d[0].cpu().numpy(), fmt="%.6f")
         meshes[name] = {k: v[0].tolist() for k, v in inputs.items()}
+    rendering = _render_all(cfg, layer, assets, poses, out)
     extent = assets.model.v_template.max(0) - assets.model.v_template.min(0)
     summary = {
         "flame_dir": str(root),
@@ -97,6 +182,9 @@ def run(cfg: DictConfig) -> dict:
         "device": str(cfg.device),
         "forward_ms": {f"batch_{b}": round(_time_forward(layer, b), 2) for b in (1, 32)},
         "meshes": sorted(f"{n}.obj" for n in meshes),
+        "renders": sorted(f"{n}.png" for n in meshes) + ["overview.png", "details.png"],
+        "dense_detailed_mesh": "detailed_dense.obj",
+        "render": rendering,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -109,8 +197,10 @@ def main(cfg: DictConfig) -> None:
         "%s head: %d vertices, %d faces, extent %s m; FLAME forward %s ms (CPU)",
         summary["head"], summary["vertices"], summary["faces"], summary["extent_m"], summary["forward_ms"],
     )
-    log.info("Wrote %d meshes (OBJ with UVs), their 2D/3D landmarks and summary.json to %s",
-             len(summary["meshes"]), Path(cfg.out).resolve())
+    log.info("Rendered with the %s rasterizer: %s ms per image (224 x 224, batch 1)",
+             summary["render"]["backend"], summary["render"]["render_ms_batch_1"])
+    log.info("Wrote %d meshes (OBJ with UVs), their 2D/3D landmarks, renders (overview.png, details.png) and "
+             "summary.json to %s", len(summary["meshes"]), Path(cfg.out).resolve())
 
 
 if __name__ == "__main__":

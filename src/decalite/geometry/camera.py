@@ -30,6 +30,7 @@ import torch
 
 __all__ = [
     "Z_CLIP_SCALE",
+    "ndc_to_image_normalized",
     "ndc_to_pixels",
     "orthographic_project",
     "pixels_to_ndc",
@@ -72,6 +73,15 @@ def ndc_to_pixels(xy: torch.Tensor, height: int, width: int) -> torch.Tensor:
     col = (xy[..., 0] + 1.0) * (0.5 * width)
     row = (1.0 - xy[..., 1]) * (0.5 * height)
     return torch.stack([col, row], dim=-1)
+
+
+def ndc_to_image_normalized(xy: torch.Tensor) -> torch.Tensor:
+    """NDC ``(x, y)`` (+y up) to image-normalised ``(x, y)`` in [-1, 1] with **+y down** (row direction).
+
+    This is the layout of 2D landmarks in decalite's data and losses (DECA's too): ``(-1, -1)`` is the
+    top-left corner of the image. Args: xy ``(..., 2)``. Returns ``(..., 2)``.
+    """
+    return torch.stack([xy[..., 0], -xy[..., 1]], dim=-1)
 
 
 def pixels_to_ndc(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:

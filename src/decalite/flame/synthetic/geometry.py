@@ -325,13 +325,13 @@ def build_template() -> HeadTemplate:
     vt_cavity_start = sum(len(u) for u in uvs)
     cav_uv = []
     for k in range(len(depths) + 1):
-        s = np.arange(n_loop) / n_loop
-        cav_uv.append(np.stack([0.70 + 0.28 * s, np.full(n_loop, 0.09 - 0.02 * k)], -1))
+        s = np.arange(n_loop + 1) / n_loop  # one extra column: the strip's seam gets its own texture coordinates
+        cav_uv.append(np.stack([0.70 + 0.28 * s, np.full(n_loop + 1, 0.09 - 0.02 * k)], -1))
     cav_uv.append(np.array([[0.84, 0.005]]))
     uvs.extend(cav_uv)
 
     def cav_t(ring: int, k: int) -> int:
-        return vt_cavity_start + ring * n_loop + (k % n_loop)
+        return vt_cavity_start + ring * (n_loop + 1) + k  # k in [0, n_loop]
 
     # Loop order runs left-to-right along the upper lip (x increasing), which is clockwise seen from the
     # front; the cavity's faces point into the mouth (outwards of the closed volume).
@@ -346,7 +346,7 @@ def build_template() -> HeadTemplate:
     last = ring_ids[-1]
     for k in range(n_loop):
         faces.append([last[k], back_id, last[(k + 1) % n_loop]])
-        faces_uv.append([cav_t(len(depths), k), vt_cavity_start + (len(depths) + 1) * n_loop, cav_t(len(depths), k + 1)])
+        faces_uv.append([cav_t(len(depths), k), vt_cavity_start + (len(depths) + 1) * (n_loop + 1), cav_t(len(depths), k + 1)])
 
     # Eyeballs, placed so their front pole sits 2 mm in front of the surrounding orbit.
     eye_centres = []
@@ -365,8 +365,18 @@ def build_template() -> HeadTemplate:
         u0 = 0.02 + 0.33 * e
         rad = ang[:, 0] / np.pi * 0.04
         uv_e = np.stack([u0 + 0.04 + rad * np.cos(ang[:, 1]), 0.05 + rad * np.sin(ang[:, 1])], -1)
-        uvs.append(uv_e)
-        faces_uv.extend((ef + vt_start).tolist())
+        # The back pole is a single vertex but lies on the whole rim of the disc chart: give each of its faces
+        # its own rim coordinate so the back cap does not fold over the chart.
+        ef_uv = ef + vt_start
+        back = len(ev) - 1
+        rim = []
+        for fi in np.where((ef == back).any(1))[0]:
+            others = ef[fi][ef[fi] != back]
+            azim = np.angle(np.exp(1j * ang[others, 1]).mean())
+            rim.append([u0 + 0.04 + 0.04 * np.cos(azim), 0.05 + 0.04 * np.sin(azim)])
+            ef_uv[fi][ef[fi] == back] = vt_start + len(uv_e) + len(rim) - 1
+        uvs.append(np.concatenate([uv_e, np.asarray(rim)]))
+        faces_uv.extend(ef_uv.tolist())
         verts.append(ev)
         neckness.append(np.zeros(len(ev)))
         part.append(np.full(len(ev), 1 + e, dtype=np.int8))

@@ -1,0 +1,174 @@
+"""The Renderer module: FLAME output + orthographic camera + albedo + SH light -> images, masks, normals, depth,
+projected landmarks, and (with a displacement map) UV-space detail normals and the detail-shaded image.
+
+Everything after rasterization is shared by both rasterizer backends. Camera and y-flip conventions live in
+:mod:`decalite.geometry.camera`; images come out (B, C, H, W) with row 0 at the top.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from decalite.flame.model_data import UVLayout
+from decalite.geometry.camera import ndc_to_image_normalized, orthographic_project, to_clip
+from decalite.geometry.lighting import SH_CONSTANTS, sh_shading, white_light
+from decalite.geometry.mesh import vertex_normals
+from decalite.geometry.uv import detail_normals
+from decalite.render.rasterizer import Rasterizer
+from decalite.render.stages import composite, from_image_layout, interpolate, sample_texture, to_image_layout
+from decalite.render.uv_space import UVSpace
+from decalite.types import RenderOutput
+
+GREY_ALBEDO = 0.7
+
+
+def _unit(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    return x / x.norm(dim=dim, keepdim=True).clamp_min(1e-12)
+
+
+def shape_light(batch: int, dtype: torch.dtype = torch.float32, device: torch.device | None = None) -> torch.Tensor:
+    """(B, 9, 3) a soft white light from the front and slightly above, for grey "shape" renders."""
+    light = torch.zeros(batch, 9, 3, dtype=dtype, device=device)
+    light[:, 0] = 0.45 / SH_CONSTANTS[0]
+    light[:, 2] = 0.30 / SH_CONSTANTS[2]  # from above (+y)
+    light[:, 3] = 0.40 / SH_CONSTANTS[3]  # from the camera (+z)
+    return light
+
+
+class Renderer(nn.Module):
+    """Differentiable renderer of a FLAME-topology mesh.
+
+    Args:
+        layout: the mesh's faces and UV layout.
+        face_eye_mask: (U', U') mask where details apply (DECA's uv_face_eye_mask); resized to ``uv_size``.
+            None: details apply everywhere.
+        image_size: H = W of rendered images.
+        uv_size: U of UV maps.
+        backend: rasterizer backend, "auto" (nvdiffrast on CUDA when importable, else torch), "torch" or
+            "nvdiffrast".
+        cull_backfaces: drop triangles seen from behind (the head is closed, so this only saves work).
+        antialias: nvdiffrast's antialiasing of silhouettes (no effect on the torch backend).
+    """
+
+    def __init__(
+        self,
+        layout: UVLayout,
+        face_eye_mask: np.ndarray | None = None,
+        image_size: int = 224,
+        uv_size: int = 256,
+        backend: str = "auto",
+        cull_backfaces: bool = True,
+        antialias: bool = False,
+    ) -> None:
+        super().__init__()
+        self.image_size = int(image_size)
+        self.cull_backfaces = cull_backfaces
+        self.antialias = antialias
+        self.rasterizer = Rasterizer(backend)
+        self.uv = UVSpace(layout, uv_size)
+        if face_eye_mask is None:
+            mask = torch.ones(1, 1, uv_size, uv_size)
+        else:
+            mask = torch.as_tensor(np.asarray(face_eye_mask), dtype=torch.float32)[None, None]  # (U', U') -> (1, 1, U', U')
+            if mask.shape[-1] != uv_size:
+                mask = F.interpolate(mask, size=(uv_size, uv_size), mode="bilinear", align_corners=False)
+        self.register_buffer("face_eye_mask", mask, persistent=False)
+
+    @property
+    def faces(self) -> torch.Tensor:
+        """(F, 3) long triangle vertex indices."""
+        return self.uv.faces
+
+    def rasterize(self, vertices_ndc: torch.Tensor) -> torch.Tensor:
+        """(B, V, 3) NDC vertices -> rast (B, H, W, 4) in the rasterizer's bottom-up layout."""
+        size = (self.image_size, self.image_size)
+        return self.rasterizer.rasterize(to_clip(vertices_ndc), self.faces, size, cull_backfaces=self.cull_backfaces)
+
+    def forward(
+        self,
+        vertices: torch.Tensor,
+        cam: torch.Tensor,
+        albedo: torch.Tensor | None = None,
+        light: torch.Tensor | None = None,
+        background: torch.Tensor | float | None = None,
+        landmarks: torch.Tensor | None = None,
+        displacement: torch.Tensor | None = None,
+    ) -> RenderOutput:
+        """Render.
+
+        Args:
+            vertices: (B, V, 3) posed vertices in model space (metres).
+            cam: (B, 3) orthographic camera (s, tx, ty).
+            albedo: (B, 3, U', U') UV albedo in [0, 1]; None gives a uniform grey.
+            light: (B, 9, 3) SH coefficients; None gives white light of intensity 1.
+            background: (B, 3, H, W) image, a constant, or None (black).
+            landmarks: (B, L, 3) 3D landmarks to project, or None.
+            displacement: (B, 1, U, U) UV displacement map (metres along the normal), or None.
+        """
+        bsz, dtype = vertices.shape[0], vertices.dtype
+        ndc = orthographic_project(vertices, cam)  # (B, V, 3)
+        rast = self.rasterize(ndc).to(dtype)  # nvdiffrast always answers in float32
+        covered = (rast[..., 3:4] > 0).to(dtype)  # (B, H, W, 1)
+        normals_v = vertex_normals(vertices, self.faces)  # (B, V, 3)
+        normals = _unit(interpolate(normals_v, rast, self.faces)) * covered  # (B, H, W, 3)
+        pixel_uv = self.uv.pixel_uvs(rast)  # (B, H, W, 2)
+        if albedo is None:
+            albedo_px = torch.full_like(normals, GREY_ALBEDO)
+        else:
+            albedo_px = sample_texture(albedo, pixel_uv)
+        albedo_px = albedo_px * covered
+        if light is None:
+            light = white_light(bsz, dtype=dtype, device=vertices.device)
+        shading = sh_shading(normals, light) * covered  # (B, H, W, 3)
+        depth = interpolate(ndc[..., 2:3], rast, self.faces) * covered  # (B, H, W, 1)
+
+        alpha = to_image_layout(covered)
+        image = self._finish(albedo_px * shading, alpha, rast, ndc, background)
+        out = RenderOutput(
+            image=image,
+            alpha=alpha,
+            albedo=to_image_layout(albedo_px),
+            normals=to_image_layout(normals),
+            shading=to_image_layout(shading),
+            depth=to_image_layout(depth),
+            vertices_ndc=ndc,
+        )
+        if landmarks is not None:
+            lmk_ndc = orthographic_project(landmarks, cam)
+            out.landmarks3d_ndc = lmk_ndc
+            out.landmarks2d = ndc_to_image_normalized(lmk_ndc[..., :2])
+        if displacement is not None:
+            uv_positions = self.uv.world2uv(vertices)  # (B, 3, U, U)
+            uv_normals = _unit(self.uv.world2uv(normals_v), dim=1)
+            uv_detail = detail_normals(uv_positions, uv_normals, displacement, self.face_eye_mask)
+            d_normals = _unit(sample_texture(uv_detail, pixel_uv)) * covered  # (B, H, W, 3)
+            d_shading = sh_shading(d_normals, light) * covered
+            out.uv_positions = uv_positions
+            out.uv_detail_normals = uv_detail
+            out.detail_normals = to_image_layout(d_normals)
+            out.detail_shading = to_image_layout(d_shading)
+            out.image_detail = self._finish(albedo_px * d_shading, alpha, rast, ndc, background)
+        return out
+
+    def _finish(self, colour: torch.Tensor, alpha: torch.Tensor, rast, ndc, background) -> torch.Tensor:
+        """Raster-layout colour (B, H, W, 3) -> composited image (B, 3, H, W), antialiased on nvdiffrast."""
+        image = composite(to_image_layout(colour), alpha, background)
+        if self.antialias and self.rasterizer.last_backend == "nvdiffrast":
+            image = to_image_layout(self.rasterizer.antialias(from_image_layout(image), rast, to_clip(ndc), self.faces))
+        return image
+
+    def render_shape(
+        self,
+        vertices: torch.Tensor,
+        cam: torch.Tensor,
+        displacement: torch.Tensor | None = None,
+        background: torch.Tensor | float | None = None,
+    ) -> torch.Tensor:
+        """A grey shaded render of the geometry (B, 3, H, W), with details when a displacement is given."""
+        light = shape_light(vertices.shape[0], vertices.dtype, vertices.device)
+        out = self.forward(vertices, cam, None, light, background, displacement=displacement)
+        image = out.image if displacement is None else out.image_detail
+        return image.clamp(0.0, 1.0)
