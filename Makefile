@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.install-stamp
 OUT    ?= outputs/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast demo assets clean
+.PHONY: help install test test-fast demo assets bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ demo: $(STAMP)  ## run the main job on the embedded default (generated head); wr
 
 assets: $(STAMP)  ## write the generated FLAME-format head to outputs/generated_head
 	$(BIN)/decalite-assets out=outputs/generated_head seed=0
+
+bench: $(STAMP)  ## print renderer speed figures (CPU; GPU backends too when CUDA is present)
+	$(BIN)/python benchmarks/bench_render.py
 
 clean:  ## remove outputs and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache

@@ -138,3 +138,22 @@ def test_batches_are_independent_and_chunking_does_not_change_the_result():
     small = rasterize(verts, faces, (32, 32), max_pairs=50)
     torch.testing.assert_close(full, small)
     torch.testing.assert_close(full[1:], rasterize(verts[1:], faces, (32, 32)))
+
+
+def test_closed_mesh_shows_no_holes():
+    import trimesh
+
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=0.8)
+    verts = torch.from_numpy(np.concatenate([sphere.vertices, np.ones((len(sphere.vertices), 1))], 1))
+    faces = torch.from_numpy(sphere.faces)
+    size = 96
+    rast = rasterize(verts[None], faces, (size, size))[0]
+    c = (torch.arange(size, dtype=torch.float64) + 0.5) / size * 2 - 1
+    y, x = torch.meshgrid(c, c, indexing="ij")
+    inside = (x**2 + y**2).sqrt() < 0.8 * np.cos(np.pi / 40) - 2.0 / size  # inside the inscribed polygon
+    assert (rast[..., 3][inside] > 0).all()
+    # And with back faces culled, the front hemisphere alone still covers it.
+    culled = rasterize(verts[None], faces, (size, size), cull_backfaces=True)[0]
+    assert (culled[..., 3][inside] > 0).all()
+    front = torch.from_numpy(sphere.vertices[sphere.faces].mean(1)[:, 2] > 0)
+    assert front[(culled[..., 3][inside] - 1).long()].all()

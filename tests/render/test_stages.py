@@ -194,3 +194,16 @@ def test_draw_points() -> None:
     single = draw_points(images[:1], torch.tensor([[[3.0, 6.99]]]), color=torch.tensor([0.0, 1.0, 0.5]), radius=0)
     assert torch.nonzero(single[0, 1]).tolist() == [[6, 3]]
     torch.testing.assert_close(single[0, :, 6, 3], torch.tensor([0.0, 1.0, 0.5]))
+
+
+def test_wireframe_mask_marks_edges_not_interiors():
+    from decalite.render.stages import wireframe_mask
+
+    verts = torch.tensor([[[-0.9, -0.9, 0, 1], [0.9, -0.9, 0, 1], [0.9, 0.9, 0, 1], [-0.9, 0.9, 0, 1]]],
+                         dtype=torch.float64)
+    rast = rasterize(verts, torch.tensor([[0, 1, 2], [0, 2, 3]]), (64, 64))
+    mask = wireframe_mask(rast, width=0.05)[0, 0]
+    assert mask[32, 32] == 1  # on the diagonal shared edge
+    assert mask[3, 32] == 1 and mask[32, 3] == 1  # near the outer edges
+    assert mask[20, 20] == 0 and mask[44, 44] == 0  # triangle interiors (away from the diagonal)
+    assert mask[0, 0] == 0  # outside the mesh

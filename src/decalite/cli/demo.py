@@ -80,12 +80,12 @@ def _forehead_wrinkles(uv_positions: torch.Tensor) -> torch.Tensor:
 
 
 def _render_all(cfg, layer, assets, meshes_inputs, out: Path) -> dict:
-    """Render every named mesh (textured with landmarks | grey shape) and a coarse-vs-detailed comparison."""
+    """Render every named mesh (textured with landmarks | grey shape | mesh overlay) and a detail comparison."""
     from torchvision.utils import make_grid, save_image
 
     from decalite.geometry.camera import ndc_to_pixels
     from decalite.render.renderer import Renderer
-    from decalite.render.stages import draw_points
+    from decalite.render.stages import composite, draw_points, wireframe_mask
 
     r = cfg.renderer
     renderer = Renderer(
@@ -108,10 +108,12 @@ def _render_all(cfg, layer, assets, meshes_inputs, out: Path) -> dict:
             shape = renderer.render_shape(result.vertices, cam, background=1.0)
         px = ndc_to_pixels(rendered.landmarks3d_ndc[..., :2], renderer.image_size, renderer.image_size)
         textured = draw_points(rendered.image.clamp(0, 1), px, color=(0.9, 0.1, 0.1), radius=1)
-        pair = torch.cat([textured, shape], dim=0)
-        save_image(pair, out / f"{name}.png", nrow=2, padding=2, pad_value=1.0)
-        tiles.append(pair)
-    grid = torch.cat([torch.cat([t[0:1] for t in tiles]), torch.cat([t[1:2] for t in tiles])])
+        wires = wireframe_mask(renderer.rasterize(rendered.vertices_ndc), width=0.08) * 0.7
+        mesh = composite(torch.tensor([0.1, 0.3, 0.8], device=cfg.device)[None, :, None, None].expand_as(shape), wires, shape)
+        panels = torch.cat([textured, shape, mesh], dim=0)
+        save_image(panels, out / f"{name}.png", nrow=3, padding=2, pad_value=1.0)
+        tiles.append(panels)
+    grid = torch.cat([torch.cat([t[k : k + 1] for t in tiles]) for k in range(3)])
     save_image(make_grid(grid, nrow=len(tiles), padding=2, pad_value=1.0), out / "overview.png")
 
     with torch.no_grad():

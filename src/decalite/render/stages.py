@@ -29,6 +29,7 @@ __all__ = [
     "interpolate",
     "sample_texture",
     "to_image_layout",
+    "wireframe_mask",
 ]
 
 
@@ -196,3 +197,13 @@ def draw_points(
     batch = torch.arange(bsz, device=images.device)[:, None, None].expand_as(col)  # (B, L, K*K)
     out[batch[valid], :, row[valid], col[valid]] = colour  # advanced indices first: (N, 3) <- (3,)
     return out
+
+
+def wireframe_mask(rast: torch.Tensor, width: float = 0.06) -> torch.Tensor:
+    """(B, 1, H, W) image-layout mask of pixels near a triangle edge (smallest barycentric below ``width``).
+
+    Used to overlay the mesh on an image: ``composite(colour, wireframe_mask(rast) * opacity, image)``.
+    """
+    u, v = rast[..., 0:1], rast[..., 1:2]
+    nearest_edge = torch.minimum(torch.minimum(u, v), 1.0 - u - v)  # (B, H, W, 1)
+    return to_image_layout(((nearest_edge < width) & (rast[..., 3:4] > 0)).to(rast.dtype))

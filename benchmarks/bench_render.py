@@ -1,0 +1,80 @@
+"""Renderer benchmark: rasterize + interpolate + shade at 224 x 224 on the generated head.
+
+Prints milliseconds per image for batch 1, 8 and 32, forward and forward+backward, for the torch backend on
+the CPU and, when CUDA and nvdiffrast are present, for both backends on the GPU. Run: ``make bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from decalite.flame.layer import FlameLayer
+from decalite.flame.synthetic import generate_head
+from decalite.geometry.lighting import white_light
+from decalite.render.raster_nvdiffrast import is_available as nvdiffrast_available
+from decalite.render.renderer import Renderer
+
+
+def _time(fn, repeats: int, device: torch.device) -> float:
+    fn()  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / repeats
+
+
+def bench(backend: str, device: torch.device, batches: list[int], size: int, repeats: int) -> None:
+    head = generate_head(0)
+    layer = FlameLayer(head.model, head.embedding).to(device)
+    renderer = Renderer(head.uv, head.face_eye_mask, image_size=size, backend=backend).to(device)
+    albedo = torch.from_numpy(head.albedo.mean).permute(2, 0, 1)[None].to(device)  # (H, W, 3) -> (1, 3, H, W)
+    for batch in batches:
+        gen = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            verts = layer(shape=torch.randn(batch, 100, generator=gen).to(device) * 0.5).vertices
+        cam = torch.tensor([[6.5, 0.0, 0.01]], device=device).repeat(batch, 1)
+        light = white_light(batch, device=device)
+        alb = albedo.expand(batch, -1, -1, -1)
+
+        def forward():
+            with torch.no_grad():
+                return renderer(verts, cam, alb, light)
+
+        def forward_backward():
+            v = verts.detach().requires_grad_(True)
+            li = light.detach().requires_grad_(True)
+            out = renderer(v, cam, alb, li)
+            out.image.mean().backward()
+
+        covered = forward().alpha.mean().item() * size * size
+        t_f = _time(forward, repeats, device) / batch * 1000
+        t_fb = _time(forward_backward, repeats, device) / batch * 1000
+        print(f"{backend:>10} {device.type:>4} batch {batch:>3}: forward {t_f:7.2f} ms/image, "
+              f"forward+backward {t_fb:7.2f} ms/image, {covered:,.0f} pixels covered per image")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, image {args.size}x{args.size}")
+    bench("torch", torch.device("cpu"), args.batches, args.size, args.repeats)
+    if torch.cuda.is_available():
+        bench("torch", torch.device("cuda"), args.batches, args.size, args.repeats)
+        if nvdiffrast_available():
+            bench("nvdiffrast", torch.device("cuda"), args.batches, args.size, args.repeats)
+        else:
+            print("nvdiffrast not installed: skipped (see README, 'Rasterizer backends')")
+
+
+if __name__ == "__main__":
+    main()
