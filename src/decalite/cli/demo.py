@@ -137,8 +137,7 @@ def _write_dense_mesh(renderer, vertices: torch.Tensor, displacement: torch.Tens
 
     with torch.no_grad():
         positions = renderer.uv.world2uv(vertices)
-        normals = renderer.uv.world2uv(vertex_normals(vertices, renderer.faces))
-        normals = normals / normals.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        normals = torch.nn.functional.normalize(renderer.uv.world2uv(vertex_normals(vertices, renderer.faces)), dim=1)
         detailed = displace(positions, normals, displacement, renderer.face_eye_mask)
     valid = (renderer.face_eye_mask[0, 0] > 0.5) & (renderer.uv.valid[0, 0] > 0)
     verts, faces, _ = dense_detail_mesh(detailed[0], valid, normals[0])

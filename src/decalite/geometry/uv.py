@@ -10,10 +10,6 @@ import torch
 import torch.nn.functional as F
 
 
-def _normalize(x: torch.Tensor, dim: int = 1, eps: float = 1e-12) -> torch.Tensor:
-    return x / x.norm(dim=dim, keepdim=True).clamp_min(eps)
-
-
 def position_map_normals(positions: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """Normals of a position map from central differences on the UV grid.
 
@@ -29,7 +25,7 @@ def position_map_normals(positions: torch.Tensor, reference: torch.Tensor) -> to
     d_col = (padded[:, :, 1:-1, 2:] - padded[:, :, 1:-1, :-2]) * 0.5  # along u
     d_row = (padded[:, :, 2:, 1:-1] - padded[:, :, :-2, 1:-1]) * 0.5  # along -v
     n = torch.cross(d_col, -d_row, dim=1)  # (dP/du) x (dP/dv)
-    n = _normalize(n)
+    n = F.normalize(n, dim=1)
     flip = (n * reference).sum(1, keepdim=True) < 0
     return torch.where(flip, -n, n)
 
@@ -58,4 +54,4 @@ def detail_normals(
         (B, 3, U, U) unit normals.
     """
     detailed = position_map_normals(displace(positions, normals, displacement, mask), normals)
-    return _normalize(mask * detailed + (1.0 - mask) * normals)
+    return F.normalize(mask * detailed + (1.0 - mask) * normals, dim=1)

@@ -25,10 +25,6 @@ from decalite.types import RenderOutput
 GREY_ALBEDO = 0.7
 
 
-def _unit(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    return x / x.norm(dim=dim, keepdim=True).clamp_min(1e-12)
-
-
 def shape_light(batch: int, dtype: torch.dtype = torch.float32, device: torch.device | None = None) -> torch.Tensor:
     """(B, 9, 3) a soft white light from the front and slightly above, for grey "shape" renders."""
     light = torch.zeros(batch, 9, 3, dtype=dtype, device=device)
@@ -113,7 +109,7 @@ class Renderer(nn.Module):
         rast = self.rasterize(ndc).to(dtype)  # nvdiffrast always answers in float32
         covered = (rast[..., 3:4] > 0).to(dtype)  # (B, H, W, 1)
         normals_v = vertex_normals(vertices, self.faces)  # (B, V, 3)
-        normals = _unit(interpolate(normals_v, rast, self.faces)) * covered  # (B, H, W, 3)
+        normals = F.normalize(interpolate(normals_v, rast, self.faces), dim=-1) * covered  # (B, H, W, 3)
         pixel_uv = self.uv.pixel_uvs(rast)  # (B, H, W, 2)
         if albedo is None:
             albedo_px = torch.full_like(normals, GREY_ALBEDO)
@@ -142,9 +138,9 @@ class Renderer(nn.Module):
             out.landmarks2d = ndc_to_image_normalized(lmk_ndc[..., :2])
         if displacement is not None:
             uv_positions = self.uv.world2uv(vertices)  # (B, 3, U, U)
-            uv_normals = _unit(self.uv.world2uv(normals_v), dim=1)
+            uv_normals = F.normalize(self.uv.world2uv(normals_v), dim=1)
             uv_detail = detail_normals(uv_positions, uv_normals, displacement, self.face_eye_mask)
-            d_normals = _unit(sample_texture(uv_detail, pixel_uv)) * covered  # (B, H, W, 3)
+            d_normals = F.normalize(sample_texture(uv_detail, pixel_uv), dim=-1) * covered  # (B, H, W, 3)
             d_shading = sh_shading(d_normals, light) * covered
             out.uv_positions = uv_positions
             out.uv_detail_normals = uv_detail
