@@ -1,0 +1,228 @@
+"""decalite's identity-grouped shard format (webdataset tar files) and its manifest.
+
+One sample per identity (or per chunk of an identity with many images). Inside the tar, the files of a sample
+share the key ``<identity>__<chunk>`` (letters, digits, ``_`` and ``-`` only) and are:
+
+=====================  ===============================================================================
+``NN.jpg``             image NN (``00``, ``01``, ...): an RGB crop around the face, ``size`` x ``size``
+                       (default 256), covering ``CONTEXT_SCALE`` (2.0) times the landmark box so the
+                       loader can draw DECA's random crop scale in [1.4, 1.8] and shifts inside it
+``NN.mask.png``        8-bit skin mask of image NN (255 = skin)
+``lmk.npy``            (N, 68, 2) float32 landmarks in pixel-index coordinates of the crops: (x = column,
+                       y = row), the top-left pixel's centre at (0, 0)
+``meta.json``          identity, chunk, n_images, size, sources, crop_boxes (x0, y0, x1, y1 in the source image's
+                       pixels), detector, landmarker, mask_source, flags (e.g. "few_images"), format_version
+``gt.npz``             synthetic data only: ground truth per image: shape (N, S), tex (N, T), exp (N, E),
+                       pose (N, 6), cam (N, 3), light (N, 9, 3), detail (N, D) codes (whatever the generator
+                       used; keys documented in its meta), float32
+``verts.npy``          synthetic only: (N, V, 3) float16 posed vertices (model space, metres)
+``disp.npy``           synthetic only: (N, 1, U, U) float16 UV displacement maps (metres)
+=====================  ===============================================================================
+
+A folder of shards has ``manifest.json``: format version, per-shard name / sha256 / samples / images /
+identities, totals, flagged identities and failures (file + reason). Shards are written to a temporary name
+and renamed when complete, so a folder never holds a half-written shard under its final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+FORMAT_VERSION = 1
+CONTEXT_SCALE = 2.0
+DEFAULT_SIZE = 256
+MANIFEST = "manifest.json"
+_KEY_OK = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+@dataclass
+class IdentitySample:
+    """Images of one identity (chunk) with their labels.
+
+    Attributes:
+        identity: identity name as in the source dataset.
+        images: (N, H, W, 3) uint8 RGB crops.
+        landmarks: (N, 68, 2) float32 pixel landmarks (x = column, y = row).
+        masks: (N, H, W) uint8 skin masks (255 = skin).
+        meta: everything else (see the module docstring); ``identity``/``n_images`` are filled in on encoding.
+        chunk: index of this chunk of the identity's images.
+        gt: synthetic ground truth arrays (``gt.npz`` content plus ``verts``/``disp`` when present), or empty.
+    """
+
+    identity: str
+    images: np.ndarray
+    landmarks: np.ndarray
+    masks: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+    chunk: int = 0
+    gt: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return sample_key(self.identity, self.chunk)
+
+
+def sample_key(identity: str, chunk: int = 0) -> str:
+    """The webdataset key of an identity chunk: safe characters only (no dots, which webdataset splits on)."""
+    return f"{_KEY_OK.sub('-', identity).strip('-') or 'identity'}__{chunk:03d}"
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _image_bytes(array: np.ndarray, fmt: str, **kw: Any) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def encode_sample(sample: IdentitySample, jpeg_quality: int = 95) -> dict[str, bytes | str]:
+    """An IdentitySample as a webdataset sample dict (``__key__`` plus one bytes value per file)."""
+    n = len(sample.images)
+    if sample.landmarks.shape != (n, 68, 2) or sample.masks.shape != sample.images.shape[:3]:
+        raise ValueError(
+            f"sample {sample.identity!r}: images {sample.images.shape}, landmarks {sample.landmarks.shape} and "
+            f"masks {sample.masks.shape} do not agree (expected (N, H, W, 3), (N, 68, 2), (N, H, W))"
+        )
+    meta = {"format_version": FORMAT_VERSION, **sample.meta, "identity": sample.identity, "chunk": sample.chunk,
+            "n_images": n, "size": list(sample.images.shape[1:3])}
+    out: dict[str, bytes | str] = {"__key__": sample.key}
+    for i in range(n):
+        out[f"{i:02d}.jpg"] = _image_bytes(sample.images[i], "JPEG", quality=jpeg_quality)
+        out[f"{i:02d}.mask.png"] = _image_bytes(sample.masks[i], "PNG")
+    out["lmk.npy"] = _npy_bytes(sample.landmarks.astype(np.float32))
+    out["meta.json"] = json.dumps(meta, sort_keys=True).encode()
+    gt = dict(sample.gt)
+    for name in ("verts", "disp"):
+        if name in gt:
+            out[f"{name}.npy"] = _npy_bytes(np.asarray(gt.pop(name)).astype(np.float16))
+    if gt:
+        buf = io.BytesIO()
+        np.savez(buf, **{k: np.asarray(v, dtype=np.float32) for k, v in gt.items()})
+        out["gt.npz"] = buf.getvalue()
+    return out
+
+
+def decode_sample(raw: dict[str, Any]) -> IdentitySample:
+    """A webdataset sample dict (raw bytes values, as read from the tar) back to an IdentitySample.
+
+    Raises ValueError naming the sample key when a file is missing or does not decode.
+    """
+    key = raw.get("__key__", "?")
+    try:
+        meta = json.loads(raw["meta.json"])
+        n = int(meta["n_images"])
+        images = np.stack([np.asarray(Image.open(io.BytesIO(raw[f"{i:02d}.jpg"])).convert("RGB")) for i in range(n)])
+        masks = np.stack([np.asarray(Image.open(io.BytesIO(raw[f"{i:02d}.mask.png"])).convert("L")) for i in range(n)])
+        landmarks = np.load(io.BytesIO(raw["lmk.npy"]), allow_pickle=False)
+        gt: dict[str, np.ndarray] = {}
+        if "gt.npz" in raw:
+            with np.load(io.BytesIO(raw["gt.npz"]), allow_pickle=False) as z:
+                gt = {k: z[k] for k in z.files}
+        for name in ("verts", "disp"):
+            if f"{name}.npy" in raw:
+                gt[name] = np.load(io.BytesIO(raw[f"{name}.npy"]), allow_pickle=False).astype(np.float32)
+    except (KeyError, OSError, ValueError, json.JSONDecodeError) as exc:
+        raise ValueError(f"corrupt sample {key!r}: {type(exc).__name__}: {exc}") from exc
+    if landmarks.shape != (n, 68, 2):
+        raise ValueError(f"corrupt sample {key!r}: lmk.npy has shape {landmarks.shape}, expected ({n}, 68, 2)")
+    return IdentitySample(identity=meta["identity"], images=images, landmarks=landmarks.astype(np.float32),
+                          masks=masks, meta=meta, chunk=int(meta.get("chunk", 0)), gt=gt)
+
+
+@dataclass
+class ShardInfo:
+    """What one written shard holds."""
+
+    name: str
+    sha256: str
+    samples: int
+    images: int
+    identities: list[str]
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_shard(path: str | os.PathLike[str], samples: Iterable[IdentitySample]) -> ShardInfo:
+    """Write samples into one tar shard atomically (temporary name, then rename). Returns its ShardInfo."""
+    import webdataset as wds
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    n_samples, n_images, identities = 0, 0, []
+    try:
+        with open(tmp, "wb") as f, wds.TarWriter(f, encoder=False, mtime=0.0) as sink:
+            for sample in samples:
+                sink.write(encode_sample(sample))
+                n_samples += 1
+                n_images += len(sample.images)
+                identities.append(sample.identity)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return ShardInfo(name=path.name, sha256=sha256_file(path), samples=n_samples, images=n_images,
+                     identities=identities)
+
+
+def write_manifest(
+    folder: str | os.PathLike[str],
+    shards: Iterable[ShardInfo],
+    failures: Iterable[dict[str, str]] = (),
+    flagged: Iterable[dict[str, Any]] = (),
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``manifest.json`` for a folder of shards (atomically). Returns its path."""
+    shards = sorted(shards, key=lambda s: s.name)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "shards": [asdict(s) for s in shards],
+        "identities": len({i for s in shards for i in s.identities}),
+        "samples": sum(s.samples for s in shards),
+        "images": sum(s.images for s in shards),
+        "flagged": list(flagged),
+        "failures": list(failures),
+        **(extra or {}),
+    }
+    path = Path(folder) / MANIFEST
+    tmp = path.with_name(f".{MANIFEST}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read ``manifest.json``; an empty manifest when the folder has none yet."""
+    path = Path(folder) / MANIFEST
+    if not path.exists():
+        return {"format_version": FORMAT_VERSION, "shards": [], "failures": [], "flagged": []}
+    return json.loads(path.read_text())
+
+
+def iter_tar_samples(path: str | os.PathLike[str]) -> Iterator[IdentitySample]:
+    """Decode every sample of one local shard (for tools and tests; training uses the datamodule)."""
+    import webdataset as wds
+
+    for raw in wds.WebDataset(str(path), shardshuffle=False, empty_check=False):
+        yield decode_sample(raw)
