@@ -66,3 +66,36 @@ class RenderOutput:
     detail_normals: torch.Tensor | None = None
     detail_shading: torch.Tensor | None = None
     image_detail: torch.Tensor | None = None
+
+
+@dataclass
+class FaceCode:
+    """DECA's per-image codes (the coarse encoder's output split into its parts, plus the detail code).
+
+    Attributes:
+        shape: (B, n_shape) FLAME identity coefficients.
+        tex: (B, n_tex) albedo coefficients.
+        exp: (B, n_exp) FLAME expression coefficients.
+        pose: (B, 6) global head rotation (3, axis-angle) then jaw rotation (3).
+        cam: (B, 3) orthographic camera (s, tx, ty).
+        light: (B, 9, 3) SH lighting coefficients (9 bands x RGB).
+        detail: (B, n_detail) identity detail code, or None before the detail encoder ran.
+    """
+
+    shape: torch.Tensor
+    tex: torch.Tensor
+    exp: torch.Tensor
+    pose: torch.Tensor
+    cam: torch.Tensor
+    light: torch.Tensor
+    detail: torch.Tensor | None = None
+
+    @property
+    def global_pose(self) -> torch.Tensor:
+        """(B, 3) global head rotation."""
+        return self.pose[:, :3]
+
+    @property
+    def jaw_pose(self) -> torch.Tensor:
+        """(B, 3) jaw rotation."""
+        return self.pose[:, 3:]
