@@ -99,3 +99,27 @@ class FaceCode:
     def jaw_pose(self) -> torch.Tensor:
         """(B, 3) jaw rotation."""
         return self.pose[:, 3:]
+
+
+@dataclass
+class DecaOutput:
+    """What :meth:`decalite.deca.DECA.decode` returns for a batch of codes.
+
+    Attributes:
+        vertices: (B, V, 3) coarse FLAME vertices (model space, metres).
+        landmarks2d: (B, 68, 2) projected 2D-fitting landmarks, image-normalised ([-1, 1], +y down).
+        landmarks3d: (B, 68, 3) the full 3D landmarks (model space).
+        landmarks2d_model: (B, 68, 3) the 2D-fitting landmarks in model space (before projection).
+        albedo: (B, 3, U, U) UV albedo, or None when no albedo model is configured (grey is rendered).
+        displacement: (B, 1, U, U) UV displacement (metres) when the detail branch ran, else None.
+        render: the renderer's output (coarse image, alpha, normals, ... and the detail images when a
+            displacement was given), or None when rendering was skipped.
+    """
+
+    vertices: torch.Tensor
+    landmarks2d: torch.Tensor
+    landmarks3d: torch.Tensor
+    landmarks2d_model: torch.Tensor
+    albedo: torch.Tensor | None = None
+    displacement: torch.Tensor | None = None
+    render: RenderOutput | None = None

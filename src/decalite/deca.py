@@ -1,0 +1,105 @@
+"""The DECA model object: encoders, detail decoder, FLAME layer, albedo model and renderer, composed.
+
+``encode(images) -> FaceCode`` runs E_coarse and E_detail; ``decode(code) -> DecaOutput`` builds the coarse head,
+projects its landmarks, decodes the UV displacement from (jaw pose, expression, detail code) and renders.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from decalite.flame.albedo import AlbedoModel
+from decalite.flame.layer import FlameLayer
+from decalite.geometry.camera import ndc_to_image_normalized, orthographic_project
+from decalite.nets.codes import CodeSizes, split_code
+from decalite.nets.detail_decoder import DetailDecoder, detail_latent
+from decalite.nets.encoders import ResnetEncoder
+from decalite.render.renderer import Renderer
+from decalite.types import DecaOutput, FaceCode
+
+
+class DECA(nn.Module):
+    """DECA: image -> FaceCode -> detailed, animatable head.
+
+    Args:
+        flame: the FLAME layer (its n_shape / n_exp must match ``sizes``).
+        renderer: the renderer built on the same mesh.
+        sizes: code sizes.
+        albedo: albedo model (its n_tex must match ``sizes.n_tex``), or None for a grey albedo.
+        backbone: encoder backbone ("resnet50" as in DECA; "resnet18" for small CPU configurations).
+        fixed_displacement: optional (U, U) map added to every predicted displacement (DECA's
+            fixed_displacement_256.npy).
+    """
+
+    def __init__(
+        self,
+        flame: FlameLayer,
+        renderer: Renderer,
+        sizes: CodeSizes = CodeSizes(),
+        albedo: AlbedoModel | None = None,
+        backbone: str = "resnet50",
+        fixed_displacement: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        if (flame.n_shape, flame.n_exp) != (sizes.n_shape, sizes.n_exp):
+            raise ValueError(f"FLAME layer uses n_shape={flame.n_shape}, n_exp={flame.n_exp}; codes use {sizes}")
+        if albedo is not None and albedo.n_tex != sizes.n_tex:
+            raise ValueError(f"albedo model uses n_tex={albedo.n_tex}; codes use n_tex={sizes.n_tex}")
+        self.sizes = sizes
+        self.flame = flame
+        self.renderer = renderer
+        self.albedo = albedo
+        self.coarse_encoder = ResnetEncoder(sizes.coarse, backbone)
+        self.detail_encoder = ResnetEncoder(sizes.n_detail, backbone)
+        self.detail_decoder = DetailDecoder(sizes.detail_latent)
+        fixed = torch.zeros(1, 1, 1, 1) if fixed_displacement is None else fixed_displacement.reshape(1, 1, *fixed_displacement.shape[-2:])
+        self.register_buffer("fixed_displacement", fixed.float(), persistent=False)
+
+    def encode(self, images: torch.Tensor, detail: bool = True) -> FaceCode:
+        """(B, 3, 224, 224) images in [0, 1] -> FaceCode (with the detail code unless ``detail=False``)."""
+        code = split_code(self.coarse_encoder(images), self.sizes)
+        if detail:
+            code.detail = self.detail_encoder(images)
+        return code
+
+    def displacement(self, code: FaceCode) -> torch.Tensor:
+        """(B, 1, 256, 256) UV displacement from (jaw pose, expression, detail code), plus the fixed map."""
+        if code.detail is None:
+            raise ValueError("the code has no detail part: encode with detail=True or set code.detail")
+        return self.detail_decoder(detail_latent(code.jaw_pose, code.exp, code.detail)) + self.fixed_displacement
+
+    def geometry(self, code: FaceCode):
+        """Coarse FLAME output and projected landmarks for a code."""
+        flame = self.flame(shape=code.shape, expression=code.exp, global_pose=code.global_pose, jaw_pose=code.jaw_pose)
+        projected = orthographic_project(flame.landmarks2d, code.cam)
+        return flame, ndc_to_image_normalized(projected[..., :2])
+
+    def decode(
+        self,
+        code: FaceCode,
+        render: bool = True,
+        detail: bool | None = None,
+        background: torch.Tensor | float | None = None,
+    ) -> DecaOutput:
+        """Build, project and render the head.
+
+        Args:
+            code: the codes.
+            render: run the renderer.
+            detail: decode the displacement (default: when the code has a detail part).
+            background: the renderer's background.
+        """
+        flame, landmarks2d = self.geometry(code)
+        albedo = self.albedo(code.tex) if self.albedo is not None else None
+        use_detail = code.detail is not None if detail is None else detail
+        disp = self.displacement(code) if use_detail else None
+        out = DecaOutput(vertices=flame.vertices, landmarks2d=landmarks2d, landmarks3d=flame.landmarks3d,
+                         landmarks2d_model=flame.landmarks2d, albedo=albedo, displacement=disp)
+        if render:
+            out.render = self.renderer(flame.vertices, code.cam, albedo, code.light, background,
+                                       landmarks=flame.landmarks2d, displacement=disp)
+        return out
+
+    def forward(self, images: torch.Tensor) -> DecaOutput:
+        return self.decode(self.encode(images))
