@@ -90,6 +90,10 @@ class FaceCode:
     light: torch.Tensor
     detail: torch.Tensor | None = None
 
+    def map(self, fn) -> FaceCode:
+        """A new FaceCode with ``fn`` applied to every tensor (e.g. ``lambda t: t[:1]`` or ``.to(device)``)."""
+        return FaceCode(**{k: (None if v is None else fn(v)) for k, v in self.__dict__.items()})
+
     @property
     def global_pose(self) -> torch.Tensor:
         """(B, 3) global head rotation."""

@@ -182,8 +182,11 @@ def write_landmark_embedding(path: PathLike, emb: LandmarkEmbedding) -> None:
 # head_template.obj
 
 
-def write_obj_with_uvs(path: PathLike, layout: UVLayout) -> None:
-    """Write an OBJ with ``v``, ``vt`` and ``f v/vt`` lines (1-based), floats in shortest exact form."""
+def write_obj_with_uvs(path: PathLike, layout: UVLayout, material: str | None = None) -> None:
+    """Write an OBJ with ``v``, ``vt`` and ``f v/vt`` lines (1-based), floats in shortest exact form.
+
+    ``material``: name of an ``.mtl`` file beside the OBJ to reference (``mtllib``/``usemtl``), or None.
+    """
     vertices = np.asarray(layout.vertices, dtype=np.float64)
     uvs = np.asarray(layout.verts_uvs, dtype=np.float64)
     faces = np.asarray(layout.faces, dtype=np.int64) + 1
@@ -191,6 +194,8 @@ def write_obj_with_uvs(path: PathLike, layout: UVLayout) -> None:
     if faces.shape != faces_uvs.shape or faces.ndim != 2 or faces.shape[1] != 3:
         raise ValueError(f"faces {faces.shape} and faces_uvs {faces_uvs.shape} must both be (F, 3)")
     lines = ["# FLAME-format UV layout written by decalite"]
+    if material:
+        lines += [f"mtllib {material}", "usemtl material0"]
     lines += [f"v {x!r} {y!r} {z!r}" for x, y, z in vertices.tolist()]
     lines += [f"vt {u!r} {v!r}" for u, v in uvs.tolist()]
     lines += [

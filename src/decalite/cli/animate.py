@@ -1,0 +1,48 @@
+"""``decalite-animate input=IMAGE output=DIR`` (or ``codes=..._codes.npz``): expression, jaw and yaw sweeps."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from decalite.cli._hydra import CONF_DIR
+from decalite.cli.reconstruct import _landmarker
+
+log = logging.getLogger("decalite.animate")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="animate")
+def main(cfg: DictConfig) -> None:
+    from decalite.animate import load_codes, render_frames, sweep_codes, write_animation
+    from decalite.factory import build_deca
+    from decalite.io.images import InputError
+    from decalite.reconstruct import codes_for_input
+
+    deca, _ = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths, cfg.device)
+    device = next(deca.parameters()).device
+    try:
+        if cfg.codes:
+            code, name = load_codes(cfg.codes), Path(cfg.codes).stem.removesuffix("_codes")
+        elif cfg.input:
+            code, names, _ = codes_for_input(deca, _landmarker(cfg.landmarks), cfg.input, cfg)
+            code, name = code.map(lambda t: t[:1]), names[0]
+        else:
+            raise InputError("input", "give input=IMAGE or codes=PATH_codes.npz")
+    except (InputError, OSError, KeyError) as err:
+        log.error("%s", err)
+        sys.exit(2)
+    code = code.map(lambda t: t.to(device))
+    codes = sweep_codes(code, int(cfg.frames), int(cfg.n_components), float(cfg.exp_amplitude),
+                        float(cfg.jaw_max), float(cfg.yaw_max))
+    trained = bool(cfg.model.get("checkpoint")) and code.detail is not None
+    frames = render_frames(deca, codes, trained_detail=trained)
+    files = write_animation(frames, Path(cfg.output) / f"{name}_animation", fps=int(cfg.fps))
+    log.info("Wrote %d frames to %s", len(frames), ", ".join(str(f) for f in files))
+
+
+if __name__ == "__main__":
+    main()

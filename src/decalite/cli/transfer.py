@@ -1,0 +1,49 @@
+"""``decalite-transfer source=IMAGE driver=IMAGE_OR_VIDEO output=DIR``: expression transfer."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig
+
+from decalite.cli._hydra import CONF_DIR
+from decalite.cli.reconstruct import _landmarker
+
+log = logging.getLogger("decalite.transfer")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="transfer")
+def main(cfg: DictConfig) -> None:
+    from decalite.animate import render_frames, transfer_codes, write_animation
+    from decalite.factory import build_deca
+    from decalite.io.images import InputError
+    from decalite.reconstruct import codes_for_input
+
+    deca, _ = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths, cfg.device)
+    landmarker = _landmarker(cfg.landmarks)
+    try:
+        source, src_names, _ = codes_for_input(deca, landmarker, cfg.source, cfg)
+        driver, drv_names, failures = codes_for_input(deca, landmarker, cfg.driver, cfg)
+    except InputError as err:
+        log.error("%s", err)
+        sys.exit(2)
+    codes = transfer_codes(source.map(lambda t: t[:1]), driver)
+    trained = bool(cfg.model.get("checkpoint")) and codes.detail is not None
+    frames = render_frames(deca, codes, trained_detail=trained)
+    out = Path(cfg.output)
+    stem = out / f"{src_names[0]}_driven_by_{Path(cfg.driver).stem}"
+    files = write_animation(frames, stem, fps=int(cfg.fps))
+    np.savez(stem.with_name(stem.name + "_codes.npz"), **{k: v.detach().cpu().numpy() for k, v in codes.__dict__.items() if v is not None})
+    log.info("Wrote %d frames to %s", len(frames), ", ".join(str(f) for f in files))
+    for f in failures:
+        log.warning("  skipped driver frame %s: %s", f["file"], f["reason"])
+    if failures:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Expanding a user's ``input=`` into items: an image, a folder, a list file (one path per line) or a video
+(sampled every n frames). Problems with one input become failure records; the others go on."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from decalite.io.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, InputError, load_image
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InputItem:
+    """One image to process: a file, or a frame of a video (``frame`` set, pixels decoded in ``array``)."""
+
+    name: str
+    path: Path
+    frame: int | None = None
+    array: np.ndarray | None = None
+
+    def load(self) -> np.ndarray:
+        """(H, W, 3) uint8 RGB. Raises InputError."""
+        return self.array if self.array is not None else load_image(self.path)
+
+
+def video_frames(path: Path, every_n_frames: int = 10) -> list[tuple[int, np.ndarray]]:
+    """Decode every n-th frame of a video as (index, (H, W, 3) uint8). Raises InputError (no frames, unreadable)."""
+    import imageio.v2 as imageio
+
+    try:
+        reader = imageio.get_reader(str(path), "ffmpeg")
+    except Exception as exc:  # noqa: BLE001 - imageio raises many types for bad videos
+        raise InputError(path, f"unreadable video ({type(exc).__name__}: {exc}); re-encode it as H.264 MP4") from None
+    frames = []
+    try:
+        for i, frame in enumerate(reader):
+            if i % every_n_frames == 0:
+                frames.append((i, np.asarray(frame)[..., :3].astype(np.uint8)))
+    except Exception as exc:  # noqa: BLE001 - a truncated stream ends the video; keep what decoded
+        log.warning("%s: video decoding stopped at a broken frame (%s)", path, exc)
+    finally:
+        reader.close()
+    if not frames:
+        raise InputError(path, "the video has no decodable frames")
+    return frames
+
+
+def _files_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+
+
+def expand_inputs(spec: str | Path, every_n_frames: int = 10) -> tuple[list[InputItem], list[dict[str, str]]]:
+    """Items to process and failure records ({"file", "reason"}) for inputs that cannot be expanded."""
+    spec = Path(spec)
+    failures: list[dict[str, str]] = []
+    if spec.is_dir():
+        paths = _files_in(spec)
+        if not paths:
+            failures.append({"file": str(spec), "reason": f"no images or videos ({', '.join(IMAGE_SUFFIXES)}) in folder"})
+    elif spec.suffix.lower() in (".txt", ".lst", ".list"):
+        if not spec.is_file():
+            return [], [{"file": str(spec), "reason": "list file not found"}]
+        paths = [Path(line.strip()) for line in spec.read_text().splitlines() if line.strip() and not line.startswith("#")]
+        paths = [p if p.is_absolute() else spec.parent / p for p in paths]
+    else:
+        paths = [spec]
+    items: list[InputItem] = []
+    for p in paths:
+        if p.suffix.lower() in VIDEO_SUFFIXES:
+            try:
+                for index, frame in video_frames(p, every_n_frames):
+                    items.append(InputItem(name=f"{p.stem}_f{index:06d}", path=p, frame=index, array=frame))
+            except InputError as err:
+                failures.append({"file": str(p), "reason": err.reason})
+        elif not p.exists():
+            failures.append({"file": str(p), "reason": "file not found"})
+        else:
+            items.append(InputItem(name=p.stem, path=p))
+    names: dict[str, int] = {}
+    for item in items:  # keep output names unique (same stem in different folders)
+        count = names.get(item.name, 0)
+        names[item.name] = count + 1
+        if count:
+            item.name = f"{item.name}_{count}"
+    return items, failures

@@ -1,0 +1,85 @@
+"""Reconstruction outputs on faces rendered from known codes (generated head, untrained networks: the fit does
+the work)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import trimesh
+from PIL import Image
+
+from decalite.animate import render_frames, sweep_codes, transfer_codes, write_animation
+from decalite.fitting import FitConfig
+from decalite.reconstruct import infer, write_face
+
+
+def test_fit_from_the_mean_face_reduces_the_landmark_error(small_deca, known_faces):
+    deca, _ = small_deca
+    faces, _ = known_faces
+    code, before, after = infer(deca, faces, trained=False, fit_cfg=FitConfig(steps=120, lr=0.02, photometric=0.0))
+    assert (after < 0.5 * before).all() and after.max() < 0.05
+
+
+def test_outputs_exist_and_parse(small_deca, known_faces, cfg_factory, tmp_path):
+    deca, assets = small_deca
+    faces, truth = known_faces
+    cfg = cfg_factory("reconstruct", "input=unused", "now=true")
+    with torch.no_grad():
+        out = deca.decode(truth, detail=False)
+    files = write_face(tmp_path, faces[0], deca, assets, truth, out, 0, cfg.save, True)
+    folder = tmp_path / "face0"
+    n_vertices = assets.model.n_vertices
+    obj = trimesh.load(folder / "face0.obj", process=False)
+    assert len(obj.vertices) >= n_vertices and (folder / "face0_texture.png").exists()
+    assert "map_Kd face0_texture.png" in (folder / "face0.mtl").read_text()
+    ply = trimesh.load(folder / "face0.ply", process=False)
+    assert len(ply.vertices) == n_vertices
+    dense = trimesh.load(folder / "face0_detail.obj", process=False)
+    assert len(dense.vertices) > n_vertices
+    assert Image.open(folder / "face0_vis.png").size[1] >= 224
+    assert Image.open(folder / "face0_depth.png").size == (224, 224)
+    assert np.loadtxt(folder / "face0_lmk2d.txt").shape == (68, 2)
+    assert np.loadtxt(folder / "face0_lmk3d.txt").shape == (68, 3)
+    codes = np.load(folder / "face0_codes.npz")
+    assert set(codes.files) >= {"shape", "tex", "exp", "pose", "cam", "light"}
+    assert np.load(folder / "face0_now_lmk7.npy").shape == (7, 3)
+    assert len(trimesh.load(folder / "face0_now.obj", process=False).vertices) == n_vertices
+    assert len(files) >= 10
+
+
+def test_dense_mesh_follows_the_displacement(small_deca, known_faces, cfg_factory, tmp_path):
+    deca, assets = small_deca
+    faces, truth = known_faces
+    cfg = cfg_factory("reconstruct", "input=unused", "save.obj=false", "save.ply=false", "save.vis=false",
+                      "save.depth=false", "save.codes=false", "save.landmarks=false")
+    with torch.no_grad():
+        out = deca.decode(truth, detail=False)
+    write_face(tmp_path / "flat", faces[0], deca, assets, truth, out, 0, cfg.save, False)
+    out.displacement = torch.full((2, 1, 256, 256), 0.002)
+    write_face(tmp_path / "bumped", faces[0], deca, assets, truth, out, 0, cfg.save, False)
+    flat = trimesh.load(tmp_path / "flat" / "face0" / "face0_detail.obj", process=False)
+    bumped = trimesh.load(tmp_path / "bumped" / "face0" / "face0_detail.obj", process=False)
+    moved = np.linalg.norm(bumped.vertices - flat.vertices, axis=1)
+    assert np.median(moved) > 0.0015
+
+
+def test_animation_frames_and_transfer(small_deca, known_faces, tmp_path):
+    deca, _ = small_deca
+    _, truth = known_faces
+    one = truth.map(lambda t: t[:1])
+    codes = sweep_codes(one, frames=10, n_components=2)
+    assert codes.exp.shape[0] == 10 and torch.equal(codes.shape, one.shape.expand(10, -1))
+    assert not torch.equal(codes.exp[1], codes.exp[0]) and codes.pose[:, 3].max() > 0.1  # jaw opens
+    frames = render_frames(deca, codes, trained_detail=False)
+    assert frames.shape == (10, 224, 448, 3) and frames.dtype == np.uint8
+    files = write_animation(frames, tmp_path / "anim", fps=10)
+    assert all(f.exists() and f.stat().st_size > 1000 for f in files)
+    import imageio.v2 as imageio
+
+    assert len(imageio.mimread(files[0])) == 10
+    driver = truth.map(lambda t: t[1:].expand(3, *t.shape[1:]).clone())
+    driver.exp = driver.exp + torch.arange(3.0)[:, None]
+    moved = transfer_codes(one, driver)
+    assert torch.equal(moved.shape, one.shape.expand(3, -1)) and torch.equal(moved.tex, one.tex.expand(3, -1))
+    assert torch.equal(moved.exp, driver.exp) and torch.equal(moved.pose[:, 3:], driver.pose[:, 3:])
+    assert torch.equal(moved.pose[:, :3], one.pose[:, :3].expand(3, -1))
