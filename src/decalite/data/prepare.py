@@ -45,6 +45,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from decalite.io.images import InputError, load_image, to_rgb8  # noqa: F401 (to_rgb8 re-exported)
 from decalite.data.shards import (
     CONTEXT_SCALE,
     DEFAULT_SIZE,
@@ -198,45 +199,12 @@ def source_name(source: Source) -> str:
 # ----------------------------------------------------------------------------------------------- reading
 
 
-def to_rgb8(img) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from a PIL image of any mode (grey, palette, CMYK, RGBA, 16-bit, float)."""
-    from PIL import Image
-
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0.0) > 255 else 255.0
-        if img.mode == "F":
-            top = 1.0 if arr.max(initial=0.0) <= 1.0 else 255.0
-        grey = np.clip(np.round(arr / top * 255.0), 0, 255).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=2)
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        img = Image.alpha_composite(background, rgba)
-    return np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy
-
-
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of an image file, EXIF orientation applied. Raises SourceError with the reason."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    path = Path(path)
+    """(H, W, 3) uint8 RGB of an image file (see :func:`decalite.io.images.load_image`). Raises SourceError."""
     try:
-        if path.stat().st_size == 0:
-            raise SourceError("empty file (0 bytes)")
-        with Image.open(path) as img:
-            img.load()  # decode fully here: truncated data raises now
-            img = ImageOps.exif_transpose(img)
-            arr = to_rgb8(img)
-    except SourceError:
-        raise
-    except UnidentifiedImageError:
-        raise SourceError("not a readable image (unknown or corrupt format)") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise SourceError(f"cannot decode image ({type(exc).__name__}: {exc})") from None
-    if arr.shape[0] < 2 or arr.shape[1] < 2:
-        raise SourceError(f"image too small ({arr.shape[1]} x {arr.shape[0]})")
-    return arr
+        return load_image(path)
+    except InputError as err:
+        raise SourceError(err.reason) from None
 
 
 class VideoFrames:

@@ -25,21 +25,19 @@ class InputError(Exception):
         super().__init__(f"{self.path}: {reason}")
 
 
-def _to_rgb8(img: Image.Image) -> np.ndarray:
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+def to_rgb8(img: Image.Image) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from a PIL image of any mode (grey, palette, CMYK, RGBA, 16-bit, float)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if arr.max() > 255 else 255.0
-        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return np.repeat(arr[..., None], 3, axis=-1)
-    if img.mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        arr = (arr - arr.min()) / max(arr.max() - arr.min(), 1e-12) * 255.0
-        return np.repeat(arr.astype(np.uint8)[..., None], 3, axis=-1)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0.0) > 255 else 255.0
+        if img.mode == "F":
+            top = 1.0 if arr.max(initial=0.0) <= 1.0 else 255.0
+        grey = np.clip(np.round(arr / top * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
-    return np.asarray(img.convert("RGB"))
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
+    return np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy
 
 
 def load_image(path: str | os.PathLike[str], max_side: int = MAX_SIDE) -> np.ndarray:
@@ -53,14 +51,14 @@ def load_image(path: str | os.PathLike[str], max_side: int = MAX_SIDE) -> np.nda
         with Image.open(path) as img:
             img = ImageOps.exif_transpose(img)
             img.load()
-            if min(img.size) == 0:
-                raise InputError(path, "image has zero width or height")
+            if min(img.size) < 2:
+                raise InputError(path, f"image too small ({img.size[0]} x {img.size[1]})")
             if max(img.size) > max_side:
                 img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-            return _to_rgb8(img)
+            return to_rgb8(img)
     except InputError:
         raise
     except UnidentifiedImageError:
         raise InputError(path, "not an image PIL can read (unknown or corrupt format); convert it to JPEG or PNG") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise InputError(path, f"unreadable or truncated image ({exc}); re-export it as JPEG or PNG") from None
