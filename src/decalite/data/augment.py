@@ -183,8 +183,24 @@ def colour_jitter(images: torch.Tensor, jitter: ColourJitter, generator: torch.G
     out = (images * b[:, None, None, None]).clamp(0.0, 1.0)
     grey = kornia.color.rgb_to_grayscale(out).mean(dim=(1, 2, 3), keepdim=True)  # (N, 1, 1, 1)
     out = ((out - grey) * c[:, None, None, None] + grey).clamp(0.0, 1.0)
-    if jitter.saturation > 0:
-        out = kornia.enhance.adjust_saturation(out, s).clamp(0.0, 1.0)
-    if jitter.hue > 0:
-        out = kornia.enhance.adjust_hue(out, h).clamp(0.0, 1.0)
+    if jitter.saturation > 0 or jitter.hue > 0:
+        # Saturation and hue as one linear map per image in YIQ space: scale the chroma plane (I, Q) by s and
+        # rotate it by h (the usual hue-rotation approximation; much cheaper than an HSV round trip).
+        out = torch.einsum("nij,njhw->nihw", _chroma_matrices(s, h, out.dtype), out).clamp(0.0, 1.0)
     return out
+
+
+_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
+                           dtype=torch.float64)
+
+
+def _chroma_matrices(saturation: torch.Tensor, hue: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(N, 3, 3) RGB -> RGB matrices scaling chroma by ``saturation`` and rotating hue by ``hue`` radians."""
+    n = saturation.shape[0]
+    cos, sin = torch.cos(hue.double()), torch.sin(hue.double())
+    chroma = torch.zeros(n, 3, 3, dtype=torch.float64)
+    chroma[:, 0, 0] = 1.0
+    chroma[:, 1, 1], chroma[:, 1, 2] = cos * saturation.double(), -sin * saturation.double()
+    chroma[:, 2, 1], chroma[:, 2, 2] = sin * saturation.double(), cos * saturation.double()
+    to_yiq = _RGB_TO_YIQ
+    return (torch.linalg.inv(to_yiq) @ chroma @ to_yiq).to(dtype).to(saturation.device)

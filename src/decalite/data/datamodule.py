@@ -36,7 +36,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from decalite.data.augment import ColourJitter, normalise_landmarks, random_crop_params, warp_group
-from decalite.data.shards import IdentitySample, decode_sample
+from decalite.data.shards import IdentitySample, decode_sample, sample_size
 
 log = logging.getLogger(__name__)
 
@@ -205,11 +205,12 @@ class IdentityGroupDataset(IterableDataset):
             return [wds.ResampledShards(self.urls, seed=self.seed, worker_seed=lambda: seed, deterministic=True)]
         return [wds.SimpleShardList(self.urls), split_by_rank(rank, world), wds.split_by_worker]
 
-    def _decode(self, src: Iterator[dict[str, Any]]) -> Iterator[IdentitySample]:
-        """Pipeline stage: raw samples -> IdentitySample, skipping (and counting) the ones that do not decode."""
+    def _decode(self, src: Iterator[dict[str, Any]], generator: torch.Generator) -> Iterator[IdentitySample]:
+        """Pipeline stage: raw samples -> IdentitySample of the K chosen images (only those are decoded),
+        skipping (and counting) the ones that do not decode."""
         for raw in src:
             try:
-                yield decode_sample(raw)
+                yield decode_sample(raw, self.choose(sample_size(raw), generator).tolist())
             except Exception as exc:  # noqa: BLE001 - any undecodable sample is skipped, logged and counted
                 self._count_corrupt(f"sample {raw.get('__key__', '?')!r} of {raw.get('__url__', '?')}", exc)
 
@@ -224,7 +225,7 @@ class IdentityGroupDataset(IterableDataset):
         if self.train and self.shuffle_buffer > 0:
             rng = random.Random(mix_seed(self.seed, rank, worker, self.epoch, 2))
             stages.append(wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng))
-        stages.append(self._decode)
+        stages.append(lambda src: self._decode(src, generator))
         stages.append(wds.map(lambda s: self.make_group(s, generator)))
         pipeline = wds.DataPipeline(*stages)
         limit = self.samples_per_worker(workers) if self.train else None
@@ -243,13 +244,11 @@ class IdentityGroupDataset(IterableDataset):
         return torch.randint(n, (self.k,), generator=generator)
 
     def make_group(self, sample: IdentitySample, generator: torch.Generator) -> Group:
-        """Choose K images of a sample, crop/warp/jitter them and normalise their landmarks."""
-        idx = self.choose(len(sample.images), generator)
-        chosen = idx.numpy()
-        images = torch.from_numpy(sample.images[chosen]).permute(0, 3, 1, 2)  # (K, H, W, 3) -> (K, 3, H, W)
+        """Crop/warp/jitter the K images of a decoded sample (see ``_decode``) and normalise their landmarks."""
+        images = torch.from_numpy(sample.images).permute(0, 3, 1, 2)  # (K, H, W, 3) -> (K, 3, H, W)
         images = images.float() / 255.0
-        masks = torch.from_numpy(sample.masks[chosen])[:, None].float() / 255.0  # (K, H, W) -> (K, 1, H, W)
-        landmarks = torch.from_numpy(sample.landmarks[chosen])  # (K, 68, 2)
+        masks = torch.from_numpy(sample.masks)[:, None].float() / 255.0  # (K, H, W) -> (K, 1, H, W)
+        landmarks = torch.from_numpy(sample.landmarks)  # (K, 68, 2)
         if self.train:
             matrices = random_crop_params(landmarks, self.scale_range, self.shift, generator, self.image_size,
                                           self.max_rotation)
@@ -261,19 +260,8 @@ class IdentityGroupDataset(IterableDataset):
             images = self.jitter(images, generator)
         group: Group = {"images": images.clamp(0.0, 1.0), "landmarks": normalise_landmarks(landmarks, self.image_size),
                         "masks": masks.clamp(0.0, 1.0), "crop": matrices.float(), "identity": sample.identity}
-        group.update(_select_gt(sample, idx))
+        group.update({k: torch.from_numpy(np.asarray(sample.gt[k], dtype=np.float32)) for k in GT_KEYS if k in sample.gt})
         return group
-
-
-def _select_gt(sample: IdentitySample, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The chosen images' ground truth: per-image arrays ((N, ...) -> (K, ...)); others as they are."""
-    out: dict[str, torch.Tensor] = {}
-    n = len(sample.images)
-    for key in GT_KEYS:
-        if key in sample.gt:
-            value = torch.from_numpy(np.asarray(sample.gt[key], dtype=np.float32))
-            out[key] = value[idx] if value.ndim >= 1 and value.shape[0] == n else value  # (N, ...) -> (K, ...)
-    return out
 
 
 def collate_groups(groups: list[Group]) -> Group:

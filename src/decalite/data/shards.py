@@ -31,7 +31,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,8 +117,21 @@ def encode_sample(sample: IdentitySample, jpeg_quality: int = 95) -> dict[str, b
     return out
 
 
-def decode_sample(raw: dict[str, Any]) -> IdentitySample:
+def sample_size(raw: dict[str, Any]) -> int:
+    """Number of images in a raw sample (from its meta.json), without decoding any image."""
+    try:
+        return int(json.loads(raw["meta.json"])["n_images"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"corrupt sample {raw.get('__key__', '?')!r}: bad meta.json ({exc})") from exc
+
+
+def decode_sample(raw: dict[str, Any], indices: Sequence[int] | None = None) -> IdentitySample:
     """A webdataset sample dict (raw bytes values, as read from the tar) back to an IdentitySample.
+
+    Args:
+        raw: the sample's files.
+        indices: decode only these images (in this order, repeats allowed); per-image labels and ground truth
+            are selected the same way. None: all images.
 
     Raises ValueError naming the sample key when a file is missing or does not decode.
     """
@@ -126,8 +139,9 @@ def decode_sample(raw: dict[str, Any]) -> IdentitySample:
     try:
         meta = json.loads(raw["meta.json"])
         n = int(meta["n_images"])
-        images = np.stack([np.asarray(Image.open(io.BytesIO(raw[f"{i:02d}.jpg"])).convert("RGB")) for i in range(n)])
-        masks = np.stack([np.asarray(Image.open(io.BytesIO(raw[f"{i:02d}.mask.png"])).convert("L")) for i in range(n)])
+        chosen = list(range(n)) if indices is None else [int(i) for i in indices]
+        images = np.stack([np.asarray(Image.open(io.BytesIO(raw[f"{i:02d}.jpg"])).convert("RGB")) for i in chosen])
+        masks = np.stack([np.asarray(Image.open(io.BytesIO(raw[f"{i:02d}.mask.png"])).convert("L")) for i in chosen])
         landmarks = np.load(io.BytesIO(raw["lmk.npy"]), allow_pickle=False)
         gt: dict[str, np.ndarray] = {}
         if "gt.npz" in raw:
@@ -140,6 +154,9 @@ def decode_sample(raw: dict[str, Any]) -> IdentitySample:
         raise ValueError(f"corrupt sample {key!r}: {type(exc).__name__}: {exc}") from exc
     if landmarks.shape != (n, 68, 2):
         raise ValueError(f"corrupt sample {key!r}: lmk.npy has shape {landmarks.shape}, expected ({n}, 68, 2)")
+    if indices is not None:
+        landmarks = landmarks[chosen]
+        gt = {k: (v[chosen] if v.ndim and v.shape[0] == n else v) for k, v in gt.items()}
     return IdentitySample(identity=meta["identity"], images=images, landmarks=landmarks.astype(np.float32),
                           masks=masks, meta=meta, chunk=int(meta.get("chunk", 0)), gt=gt)
 
