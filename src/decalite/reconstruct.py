@@ -75,17 +75,42 @@ def detect_faces(item: InputItem, image: np.ndarray, landmarker, all_faces: bool
                     matrix=np.array([[IMAGE_SIZE / image.shape[1], 0, 0], [0, IMAGE_SIZE / image.shape[0], 0]]),
                     size=IMAGE_SIZE)
         return [Face(item.name, str(item.path), warp(image, crop), None, crop.box.tolist(), "none")]
-    detections = landmarker.detect(image)
+    detections = _detect_scaled(landmarker, image)
     if not detections:
         raise InputError(item.path, f"no face found by the {landmarker.name} detector")
-    detections = sorted(detections, key=lambda d: -float((d.box[2] - d.box[0]) * (d.box[3] - d.box[1])))
+    from decalite.data.detect import largest_face
+
+    if all_faces:
+        detections = sorted(detections, key=lambda d: -float((d.box[2] - d.box[0]) * (d.box[3] - d.box[1])))
+    else:
+        detections = [largest_face(detections)]
     faces = []
-    for i, det in enumerate(detections if all_faces else detections[:1]):
+    for i, det in enumerate(detections):
         crop = square_crop(det.landmarks, scale, IMAGE_SIZE)
         name = item.name if i == 0 and not all_faces else f"{item.name}_face{i}"
         faces.append(Face(name, str(item.path), warp(image, crop), transform_points(det.landmarks, crop.matrix),
                           crop.box.tolist(), landmarker.name))
     return faces
+
+
+DETECT_MAX_SIDE = 1024
+
+
+def _detect_scaled(landmarker, image: np.ndarray) -> list:
+    """Detect on a copy no larger than DETECT_MAX_SIDE (detectors slow down with the square of the size), then
+    scale boxes and landmarks back to the full image, which is what gets cropped."""
+    factor = max(image.shape[:2]) / DETECT_MAX_SIDE
+    if factor <= 1.0:
+        return landmarker.detect(image)
+    from PIL import Image
+
+    small = np.asarray(Image.fromarray(image).resize((round(image.shape[1] / factor), round(image.shape[0] / factor)),
+                                                    Image.Resampling.BILINEAR))
+    detections = landmarker.detect(small)
+    for det in detections:
+        det.box = np.asarray(det.box, dtype=np.float64) * factor
+        det.landmarks = (np.asarray(det.landmarks, dtype=np.float64) + 0.5) * factor - 0.5
+    return detections
 
 
 def _skin_masks(faces: list[Face], device) -> torch.Tensor | None:

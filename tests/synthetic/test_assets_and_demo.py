@@ -97,14 +97,14 @@ def test_demo_writes_meshes_that_load(tmp_path):
         cfg = compose("demo", overrides=[f"out={tmp_path / 'demo'}", f"paths.cache_dir={tmp_path / 'cache'}"])
     summary = run(cfg)
     for name in summary["meshes"]:
-        mesh = trimesh.load(tmp_path / "demo" / name, process=False)
+        mesh = trimesh.load(tmp_path / "demo" / "head" / name, process=False)
         assert len(mesh.vertices) >= summary["vertices"]  # OBJ loaders may split UV seams
-    neutral = np.loadtxt(tmp_path / "demo" / "neutral_landmarks3d.txt")
-    jaw = np.loadtxt(tmp_path / "demo" / "jaw_open_landmarks3d.txt")
+    neutral = np.loadtxt(tmp_path / "demo" / "head" / "neutral_landmarks3d.txt")
+    jaw = np.loadtxt(tmp_path / "demo" / "head" / "jaw_open_landmarks3d.txt")
     assert neutral.shape == (68, 3) and jaw[57, 1] < neutral[57, 1] - 0.005
     from PIL import Image
 
     for name in summary["renders"]:
-        assert Image.open(tmp_path / "demo" / name).size[1] >= 224
-    dense = trimesh.load(tmp_path / "demo" / "detailed_dense.obj", process=False)
+        assert Image.open(tmp_path / "demo" / "head" / name).size[1] >= 224
+    dense = trimesh.load(tmp_path / "demo" / "head" / "detailed_dense.obj", process=False)
     assert len(dense.vertices) > 10 * summary["vertices"] / 4  # one vertex per face texel: denser than FLAME

@@ -151,7 +151,10 @@ def run(cfg: DictConfig) -> dict:
     from decalite.flame.layer import FlameLayer
     from decalite.flame.synthetic import EXPRESSION_NAMES
 
-    out = Path(cfg.out)
+    from decalite.factory import resolve_device
+
+    cfg.device = str(resolve_device(cfg.device))
+    out = Path(cfg.out) / "head"
     out.mkdir(parents=True, exist_ok=True)
     generated = not cfg.flame.dir
     root = resolve_flame_dir(cfg.flame.dir, cache_dir=cfg.paths.cache_dir, seed=int(cfg.flame.seed))
@@ -191,6 +194,35 @@ def run(cfg: DictConfig) -> dict:
     return summary
 
 
+def reconstruct_and_animate(cfg: DictConfig) -> dict:
+    """Reconstruct the astronaut photo (offline dlib landmarks, fit from the mean face) and animate it."""
+    import skimage.data
+    from PIL import Image
+
+    from decalite.animate import load_codes, render_frames, sweep_codes, write_animation
+    from decalite.cli.reconstruct import _landmarker
+    from decalite.factory import build_deca
+    from decalite.reconstruct import run as reconstruct
+
+    inputs = Path(cfg.out) / "inputs"
+    inputs.mkdir(parents=True, exist_ok=True)
+    photo = inputs / "astronaut.png"
+    Image.fromarray(skimage.data.astronaut()).save(photo)  # public domain (NASA), shipped with scikit-image
+    cfg.input = str(photo)
+    deca, assets = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths, cfg.device)
+    landmarker = _landmarker(cfg.landmarks)
+    summary = reconstruct(deca, assets, landmarker, cfg)
+    if not summary["reconstructed"]:
+        raise RuntimeError(f"the demo could not reconstruct {photo}: {summary['failures']}")
+    face = summary["reconstructed"][0]
+    codes = next(f for f in face["files"] if f.endswith("_codes.npz"))
+    code = load_codes(codes).map(lambda t: t.to(next(deca.parameters()).device))
+    frames = render_frames(deca, sweep_codes(code, int(cfg.frames)), trained_detail=False)
+    files = write_animation(frames, Path(cfg.out) / "animate" / f"{face['name']}_animation", fps=int(cfg.fps))
+    summary["animation"] = [str(f) for f in files]
+    return summary
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="demo")
 def main(cfg: DictConfig) -> None:
     summary = run(cfg)
@@ -201,7 +233,14 @@ def main(cfg: DictConfig) -> None:
     log.info("Rendered with the %s rasterizer: %s ms per image (224 x 224, batch 1)",
              summary["render"]["backend"], summary["render"]["render_ms_batch_1"])
     log.info("Wrote %d meshes (OBJ with UVs), their 2D/3D landmarks, renders (overview.png, details.png) and "
-             "summary.json to %s", len(summary["meshes"]), Path(cfg.out).resolve())
+             "summary.json to %s", len(summary["meshes"]), (Path(cfg.out) / "head").resolve())
+    rec = reconstruct_and_animate(cfg)
+    for face in rec["reconstructed"]:
+        log.info("Reconstructed %s: landmark error (inter-ocular) %.4f -> %.4f; outputs in %s", face["source"],
+                 face["landmark_error_before"], face["landmark_error_after"], Path(face["files"][0]).parent.resolve())
+    log.info("Animation: %s", ", ".join(str(Path(f).resolve()) for f in rec["animation"]))
+    for failure in rec["failures"]:
+        log.warning("failed: %s: %s", failure["file"], failure["reason"])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,70 @@
+"""decalite-reconstruct end to end on the astronaut photo (offline dlib landmarks, fit from the mean face of
+the generated head, untrained networks) with a folder of good and bad inputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inputs")
+    photo = skimage.data.astronaut()
+    Image.fromarray(photo).save(root / "astronaut.jpg")
+    Image.fromarray(photo).convert("L").save(root / "grey.png")
+    Image.fromarray(photo).convert("CMYK").save(root / "cmyk.jpg")
+    Image.fromarray(photo[..., 1].astype(np.uint16) * 257).save(root / "deep16.png")
+    Image.fromarray(photo).resize((2600, 2600)).save(root / "large.jpg", quality=60)
+    (root / "text.jpg").write_text("not an image")
+    (root / "empty.png").write_bytes(b"")
+    (root / "cut.jpg").write_bytes((root / "astronaut.jpg").read_bytes()[:3000])
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(root / "noise.png")
+    (root / "novideo.mp4").write_bytes(b"\x00" * 64)
+    return root
+
+
+def _run(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "decalite.cli.reconstruct", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_batch_with_bad_inputs_reconstructs_the_good_ones(inputs, tmp_path, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    out = tmp_path / "out"
+    proc = _run(f"input={inputs}", f"output={out}", "landmarks=dlib", "fit_steps=60", "model=small", "batch_size=3",
+                f"paths.cache_dir={cache}", "progress=false", "now=true", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    done = sorted(r["name"] for r in summary["reconstructed"])
+    assert done == ["astronaut", "cmyk", "deep16", "grey", "large"]
+    failed = {f["file"].split("/")[-1]: f["reason"] for f in summary["failures"]}
+    assert set(failed) == {"text.jpg", "empty.png", "cut.jpg", "noise.png", "novideo.mp4"}
+    assert "no face" in failed["noise.png"] and "empty" in failed["empty.png"]
+    for name in done:
+        rec = next(r for r in summary["reconstructed"] if r["name"] == name)
+        assert rec["landmark_error_after"] < rec["landmark_error_before"]
+    assert (out / "astronaut" / "astronaut_now_lmk7.npy").exists()
+    assert "5 input(s) failed" in proc.stdout + proc.stderr
+
+
+def test_all_faces_and_unwritable_output(inputs, tmp_path, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    proc = _run(f"input={inputs / 'astronaut.jpg'}", f"output={tmp_path / 'all'}", "landmarks=dlib", "fit_steps=0",
+                "all_faces=true", "model=small", f"paths.cache_dir={cache}", "progress=false",
+                "save.obj=false", "save.dense=false", "save.vis=false", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "all" / "summary.json").read_text())
+    assert len(summary["reconstructed"]) == 2  # dlib finds the face and a second candidate in this photo
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = _run(f"input={inputs / 'astronaut.jpg'}", f"output={blocker / 'sub'}", "landmarks=dlib", "model=small",
+                f"paths.cache_dir={cache}", "progress=false", cwd=tmp_path)
+    assert proc.returncode == 2 and "not writable" in proc.stdout + proc.stderr
