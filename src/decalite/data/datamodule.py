@@ -40,7 +40,7 @@ from decalite.data.shards import IdentitySample, decode_sample, sample_size
 
 log = logging.getLogger(__name__)
 
-GT_KEYS = ("shape", "tex", "exp", "pose", "cam", "light", "detail", "verts", "disp")
+GT_KEYS = ("shape", "tex", "exp", "pose", "cam", "light", "detail", "verts", "disp", "lmk3d")
 Group = dict[str, Any]
 
 
