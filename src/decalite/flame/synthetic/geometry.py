@@ -181,6 +181,22 @@ def face_relief(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return r
 
 
+FACE_HALF_WIDTH = 0.036  # features inside this half-width keep their position
+LOWER_FACE_NARROWING = 0.45
+
+
+def narrow_lower_face(points: np.ndarray, neckness: np.ndarray) -> np.ndarray:
+    """Bring the cheeks and jaw inwards (a head ellipsoid is wider there than a face): beyond FACE_HALF_WIDTH
+    the lateral distance shrinks by up to LOWER_FACE_NARROWING on the front of the lower face. (N, 3) -> (N, 3)."""
+    x, y, z = points[:, 0], points[:, 1], points[:, 2]
+    weight = smoothstep(-0.06, 0.02, z) * (1.0 - smoothstep(-0.03, 0.05, y)) * (1.0 - neckness)
+    ax = np.abs(x)
+    outside = np.clip(ax - FACE_HALF_WIDTH, 0.0, None)
+    out = points.copy()
+    out[:, 0] = np.sign(x) * (ax - outside * LOWER_FACE_NARROWING * weight)
+    return out
+
+
 def skin_radius(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Radius of the skin along unit directions d (N, 3) and how much each ray hits the neck. (N,), (N,)."""
     r_head = _ellipsoid_exit(d)
@@ -222,7 +238,7 @@ def build_template() -> HeadTemplate:
     tt, pp = np.meshgrid(theta, phi, indexing="ij")  # (R, C)
     d = _directions(tt, pp).reshape(-1, 3)  # (R, C, 3) -> (R*C, 3)
     r, neck = skin_radius(d)
-    grid = ORIGIN + r[:, None] * d
+    grid = narrow_lower_face(ORIGIN + r[:, None] * d, neck)
     n_r, n_c = N_RINGS, N_COLS
 
     poles_d = np.array([[0.0, 1.0, 0.0], [0.0, -1.0, 0.0]])
