@@ -68,6 +68,15 @@ class Outcome:
     landmark_error_after: float | None = None
 
 
+def landmarker_for(name: str):
+    """The configured face detector + 68-point landmarker ("auto", "fan", "dlib"), or None for "none"."""
+    if name == "none":
+        return None
+    from decalite.data.detect import make_landmarker
+
+    return make_landmarker(name)
+
+
 def detect_faces(item: InputItem, image: np.ndarray, landmarker, all_faces: bool, scale: float = CROP_SCALE) -> list[Face]:
     """Crops of the largest face (or of all faces). Raises InputError when no face is found."""
     if landmarker is None:

@@ -10,7 +10,6 @@ import hydra
 from omegaconf import DictConfig
 
 from decalite.cli._hydra import CONF_DIR
-from decalite.cli.reconstruct import _landmarker
 
 log = logging.getLogger("decalite.animate")
 
@@ -20,7 +19,7 @@ def main(cfg: DictConfig) -> None:
     from decalite.animate import load_codes, render_frames, sweep_codes, write_animation
     from decalite.factory import build_deca
     from decalite.io.images import InputError
-    from decalite.reconstruct import codes_for_input
+    from decalite.reconstruct import codes_for_input, landmarker_for
 
     deca, _ = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths, cfg.device)
     device = next(deca.parameters()).device
@@ -28,7 +27,7 @@ def main(cfg: DictConfig) -> None:
         if cfg.codes:
             code, name = load_codes(cfg.codes), Path(cfg.codes).stem.removesuffix("_codes")
         elif cfg.input:
-            code, names, _ = codes_for_input(deca, _landmarker(cfg.landmarks), cfg.input, cfg)
+            code, names, _ = codes_for_input(deca, landmarker_for(cfg.landmarks), cfg.input, cfg)
             code, name = code.map(lambda t: t[:1]), names[0]
         else:
             raise InputError("input", "give input=IMAGE or codes=PATH_codes.npz")

@@ -200,8 +200,8 @@ def reconstruct_and_animate(cfg: DictConfig) -> dict:
     from PIL import Image
 
     from decalite.animate import load_codes, render_frames, sweep_codes, write_animation
-    from decalite.cli.reconstruct import _landmarker
     from decalite.factory import build_deca
+    from decalite.reconstruct import landmarker_for
     from decalite.reconstruct import run as reconstruct
 
     inputs = Path(cfg.out) / "inputs"
@@ -210,7 +210,7 @@ def reconstruct_and_animate(cfg: DictConfig) -> dict:
     Image.fromarray(skimage.data.astronaut()).save(photo)  # public domain (NASA), shipped with scikit-image
     cfg.input = str(photo)
     deca, assets = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths, cfg.device)
-    landmarker = _landmarker(cfg.landmarks)
+    landmarker = landmarker_for(cfg.landmarks)
     summary = reconstruct(deca, assets, landmarker, cfg)
     if not summary["reconstructed"]:
         raise RuntimeError(f"the demo could not reconstruct {photo}: {summary['failures']}")

@@ -17,26 +17,18 @@ from decalite.cli._hydra import CONF_DIR
 log = logging.getLogger("decalite.reconstruct")
 
 
-def _landmarker(name: str):
-    if name == "none":
-        return None
-    from decalite.data.detect import make_landmarker
-
-    return make_landmarker(name)
-
-
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="reconstruct")
 def main(cfg: DictConfig) -> None:
     from decalite.factory import build_deca
     from decalite.io.images import InputError
-    from decalite.reconstruct import run
+    from decalite.reconstruct import landmarker_for, run
 
     deca, assets = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths, cfg.device)
     if not cfg.model.get("checkpoint"):
         log.warning("No trained checkpoint (model.checkpoint=null): every face is fitted from the mean face "
                     "(%d steps)", cfg.fit_steps)
     try:
-        summary = run(deca, assets, _landmarker(cfg.landmarks), cfg)
+        summary = run(deca, assets, landmarker_for(cfg.landmarks), cfg)
     except InputError as err:
         log.error("%s", err)
         sys.exit(2)

@@ -11,7 +11,6 @@ import numpy as np
 from omegaconf import DictConfig
 
 from decalite.cli._hydra import CONF_DIR
-from decalite.cli.reconstruct import _landmarker
 
 log = logging.getLogger("decalite.transfer")
 
@@ -21,10 +20,10 @@ def main(cfg: DictConfig) -> None:
     from decalite.animate import render_frames, transfer_codes, write_animation
     from decalite.factory import build_deca
     from decalite.io.images import InputError
-    from decalite.reconstruct import codes_for_input
+    from decalite.reconstruct import codes_for_input, landmarker_for
 
     deca, _ = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths, cfg.device)
-    landmarker = _landmarker(cfg.landmarks)
+    landmarker = landmarker_for(cfg.landmarks)
     try:
         source, src_names, _ = codes_for_input(deca, landmarker, cfg.source, cfg)
         driver, drv_names, failures = codes_for_input(deca, landmarker, cfg.driver, cfg)
