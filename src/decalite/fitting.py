@@ -73,7 +73,7 @@ def fit(
     landmarks: torch.Tensor,
     masks: torch.Tensor | None = None,
     init: FaceCode | None = None,
-    cfg: FitConfig = FitConfig(),
+    cfg: FitConfig | None = None,
 ) -> FitResult:
     """Fit codes to images.
 
@@ -83,8 +83,9 @@ def fit(
         landmarks: (B, 68, 2) target landmarks, image-normalised.
         masks: (B, 1, H, W) skin masks for the photometric term, or None to skip it.
         init: starting code (e.g. the encoder's); None starts from the mean face.
-        cfg: steps, learning rate and weights.
+        cfg: steps, learning rate and weights (default: FitConfig()).
     """
+    cfg = cfg if cfg is not None else FitConfig()
     code = init if init is not None else mean_face_code(deca, landmarks)
     names = ["shape", "exp", "pose", "cam", "tex", "light"] + (["detail"] if cfg.fit_detail else [])
     params = {n: getattr(code, n).detach().clone().requires_grad_(True) for n in names}

@@ -16,8 +16,13 @@ import pytest
 import torch
 import webdataset as wds
 
-from decalite.data.augment import ColourJitter, denormalise_landmarks, normalise_landmarks, random_crop_params, \
-    warp_group
+from decalite.data.augment import (
+    ColourJitter,
+    denormalise_landmarks,
+    normalise_landmarks,
+    random_crop_params,
+    warp_group,
+)
 from decalite.data.datamodule import IdentityGroupDataModule, IdentityGroupDataset, expand_urls
 from decalite.data.shards import IdentitySample, encode_sample, write_shard
 

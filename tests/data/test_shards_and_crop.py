@@ -9,8 +9,15 @@ import pytest
 import skimage.data
 
 from decalite.data.crop import square_crop, transform_points, warp
-from decalite.data.shards import IdentitySample, decode_sample, encode_sample, iter_tar_samples, read_manifest, \
-    write_manifest, write_shard
+from decalite.data.shards import (
+    IdentitySample,
+    decode_sample,
+    encode_sample,
+    iter_tar_samples,
+    read_manifest,
+    write_manifest,
+    write_shard,
+)
 
 
 def _sample(identity: str = "n000123", n: int = 3, chunk: int = 0) -> IdentitySample:

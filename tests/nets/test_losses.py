@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from decalite.losses.landmark import (eye_closure_loss, landmark_loss, landmark_weights, lip_closure_loss,
-                                      normalised_landmark_error)
+from decalite.losses.landmark import (
+    eye_closure_loss,
+    landmark_loss,
+    landmark_weights,
+    lip_closure_loss,
+    normalised_landmark_error,
+)
 from decalite.losses.photometric import photometric_loss
 from decalite.losses.regularizers import l2_regularizer, white_light_regularizer
 

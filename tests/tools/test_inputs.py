@@ -19,7 +19,7 @@ def photo():
 def test_modes_become_rgb8(tmp_path, photo):
     Image.fromarray(photo).convert("L").save(tmp_path / "grey.png")
     Image.fromarray(photo).convert("CMYK").save(tmp_path / "cmyk.jpg")
-    Image.fromarray((photo[..., 0].astype(np.uint16) * 257)).save(tmp_path / "deep.png")
+    Image.fromarray(photo[..., 0].astype(np.uint16) * 257).save(tmp_path / "deep.png")
     Image.fromarray(photo).convert("RGBA").save(tmp_path / "alpha.png")
     for name in ("grey.png", "cmyk.jpg", "deep.png", "alpha.png"):
         img = load_image(tmp_path / name)

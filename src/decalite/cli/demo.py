@@ -145,13 +145,12 @@ def _write_dense_mesh(renderer, vertices: torch.Tensor, displacement: torch.Tens
 
 
 def run(cfg: DictConfig) -> dict:
+    from decalite.factory import resolve_device
     from decalite.flame.asset_writer import write_obj_with_uvs
     from decalite.flame.assets import load_flame_assets
     from decalite.flame.default import resolve_flame_dir
     from decalite.flame.layer import FlameLayer
     from decalite.flame.synthetic import EXPRESSION_NAMES
-
-    from decalite.factory import resolve_device
 
     cfg.device = str(resolve_device(cfg.device))
     out = Path(cfg.out) / "head"

@@ -45,7 +45,6 @@ from typing import Any, Union
 
 import numpy as np
 
-from decalite.io.images import InputError, load_image, to_rgb8  # noqa: F401 (to_rgb8 re-exported)
 from decalite.data.shards import (
     CONTEXT_SCALE,
     DEFAULT_SIZE,
@@ -57,6 +56,7 @@ from decalite.data.shards import (
     write_manifest,
     write_shard,
 )
+from decalite.io.images import InputError, load_image, to_rgb8  # noqa: F401 (to_rgb8 re-exported)
 
 log = logging.getLogger(__name__)
 

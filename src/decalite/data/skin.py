@@ -22,8 +22,8 @@ network; :class:`FaceParsingMask` plugs one in (``mask.model`` in the config).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np

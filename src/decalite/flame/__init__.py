@@ -17,7 +17,7 @@ def load_flame_layer(
     seed: int = 0,
 ):
     """A :class:`~decalite.flame.layer.FlameLayer` from a FLAME folder, or from the generated head when None."""
-    from decalite.flame.assets import load_flame_model, load_landmark_embedding, FLAME_FILES
+    from decalite.flame.assets import FLAME_FILES, load_flame_model, load_landmark_embedding
     from decalite.flame.default import resolve_flame_dir
     from decalite.flame.layer import FlameLayer
 

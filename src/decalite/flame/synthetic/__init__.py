@@ -14,7 +14,13 @@ import numpy as np
 
 from decalite.flame.model_data import AlbedoData, FlameModelData, LandmarkEmbedding, UVLayout
 from decalite.flame.synthetic.appearance import albedo_model, uv_masks
-from decalite.flame.synthetic.bases import EXPRESSION_NAMES, SHAPE_NAMES, expression_basis, pose_correctives, shape_basis
+from decalite.flame.synthetic.bases import (
+    EXPRESSION_NAMES,
+    SHAPE_NAMES,
+    expression_basis,
+    pose_correctives,
+    shape_basis,
+)
 from decalite.flame.synthetic.geometry import build_template
 from decalite.flame.synthetic.landmarks import landmark_embedding
 from decalite.flame.synthetic.rigging import PARENTS, joint_regressor, skinning_weights

@@ -10,7 +10,6 @@ import numpy as np
 
 from decalite.flame.model_data import AlbedoData
 from decalite.flame.synthetic.geometry import (
-    EYE_CENTRES_XY,
     MOUTH_HALF_WIDTH,
     MOUTH_Y,
     N_COLS,
