@@ -33,7 +33,8 @@ def build_deca(flame, model, renderer, paths, device: str | torch.device = "cpu"
     assets = load_flame_assets(root)
     sizes = CodeSizes(n_shape=int(model.n_shape), n_tex=int(model.n_tex), n_exp=int(model.n_exp),
                       n_detail=int(model.n_detail))
-    layer = FlameLayer(assets.model, assets.embedding, n_shape=sizes.n_shape, n_exp=sizes.n_exp)
+    layer = FlameLayer(assets.model, assets.embedding, n_shape=sizes.n_shape, n_exp=sizes.n_exp,
+                       contour_convention=str(flame.get("contour_convention", "deca")))
     rend = Renderer(assets.uv, assets.face_eye_mask, image_size=int(renderer.image_size),
                     uv_size=int(renderer.uv_size), backend=renderer.backend,
                     cull_backfaces=bool(renderer.cull_backfaces), antialias=bool(renderer.antialias))

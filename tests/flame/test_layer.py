@@ -182,7 +182,7 @@ def test_landmarks_are_barycentric_points(tiny_flame: TinyFlame, layer64: FlameL
 
 @pytest.mark.parametrize(
     ("global_yaw_deg", "neck_yaw_deg", "expected_bin"),
-    [(0.0, 0.0, 0), (-10.0, 0.0, 10), (10.0, 0.0, 49), (4.0, 6.0, 49), (-50.0, 0.0, 39), (50.0, 0.0, 78)],
+    [(0.0, 0.0, 0), (-10.0, 0.0, 49), (10.0, 0.0, 10), (4.0, 6.0, 10), (-50.0, 0.0, 78), (50.0, 0.0, 39)],
 )
 def test_contour_follows_yaw(
     tiny_flame: TinyFlame, layer64: FlameLayer, global_yaw_deg: float, neck_yaw_deg: float, expected_bin: int
@@ -199,6 +199,17 @@ def test_contour_follows_yaw(
         emb.dynamic_bary[expected_bin],
     )
     np.testing.assert_allclose(out.landmarks2d[0, :17].numpy(), want, atol=1e-15)
+
+
+def test_smplx_convention_mirrors_the_bins(tiny_flame: TinyFlame) -> None:
+    layer = FlameLayer(tiny_flame.model, tiny_flame.embedding, n_shape=N_SHAPE, n_exp=N_EXP,
+                       contour_convention="smplx").double()
+    out = layer(global_pose=torch.tensor([[0.0, math.radians(10.0), 0.0]], dtype=torch.float64))
+    emb = tiny_flame.embedding
+    want = _bary_points(out.vertices[0].numpy(), tiny_flame.model.faces, emb.dynamic_faces[49], emb.dynamic_bary[49])
+    np.testing.assert_allclose(out.landmarks2d[0, :17].numpy(), want, atol=1e-15)
+    with pytest.raises(ValueError, match="contour_convention"):
+        FlameLayer(tiny_flame.model, tiny_flame.embedding, n_shape=N_SHAPE, n_exp=N_EXP, contour_convention="flame")
 
 
 def test_batch_equals_separate_calls(layer64: FlameLayer) -> None:

@@ -172,11 +172,19 @@ def test_rotation_to_yaw_is_the_euler_y_angle() -> None:
 
 def test_yaw_to_contour_bin() -> None:
     deg = torch.tensor([0.0, -10.0, 10.0, -39.0, 39.0, -45.0, 45.0, -90.0, 90.0, 1.0, -1.0, 0.4, -0.4, 38.6])
-    want = torch.tensor([0, 10, 49, 39, 78, 39, 78, 39, 78, 40, 1, 0, 0, 78])
+    # DECA's FLAME.py: yaw +b degrees -> bin b, yaw -k degrees -> bin 39 + k (no negation).
+    want_deca = torch.tensor([0, 49, 10, 78, 39, 78, 39, 78, 39, 1, 40, 0, 0, 39])
+    # smplx negates the yaw first.
+    want_smplx = torch.tensor([0, 10, 49, 39, 78, 39, 78, 39, 78, 40, 1, 0, 0, 78])
     for dtype in (torch.float32, torch.float64):
-        got = L.yaw_to_contour_bin(torch.deg2rad(deg.to(dtype)))
+        rad = torch.deg2rad(deg.to(dtype))
+        got = L.yaw_to_contour_bin(rad)
         assert got.dtype == torch.long
-        assert torch.equal(got, want)
+        assert torch.equal(got, want_deca)
+        assert torch.equal(L.yaw_to_contour_bin(rad, "deca"), want_deca)
+        assert torch.equal(L.yaw_to_contour_bin(rad, "smplx"), want_smplx)
+    with pytest.raises(ValueError, match="convention"):
+        L.yaw_to_contour_bin(deg, "flame")
 
 
 def test_dynamic_contour_uses_global_times_neck() -> None:
@@ -188,7 +196,7 @@ def test_dynamic_contour_uses_global_times_neck() -> None:
 
     global_rot, neck_rot = about_y([-4.0, 6.0, 0.0]), about_y([-6.0, 4.0, 20.0])
     got_faces, got_bary = L.dynamic_contour_landmarks(global_rot, neck_rot, faces, bary)
-    bins = torch.tensor([10, 49, 59])
+    bins = torch.tensor([49, 10, 20])  # head yaw -10, +10, +20 degrees in DECA's layout
     assert torch.equal(got_faces, faces[bins])
     assert torch.equal(got_bary, bary[bins])
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +13,10 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from decalite.flame.layer import FlameLayer
+from decalite.flame.lbs import dynamic_contour_landmarks, rodrigues
 from decalite.flame.synthetic import EXPRESSION_NAMES, generate_head
 from decalite.flame.synthetic.geometry import build_template
+from decalite.geometry.mesh import vertex_normals
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +170,63 @@ def test_uv_masks_cover_the_face(head):
     assert (face <= face_eye).all()
     assert 0.1 < face.mean() < face_eye.mean() < 0.6
     assert head.albedo.mean.min() >= 0 and head.albedo.mean.max() <= 1
+
+
+def contour_normal_z(vertices, faces, contour_faces, contour_bary) -> np.ndarray:
+    """(17,) view-direction (+z) component of the unit surface normal at each contour landmark of one head."""
+    normals = vertex_normals(vertices, faces)[0]  # (V, 3)
+    at_points = torch.einsum("lk,lkc->lc", contour_bary.to(normals.dtype), normals[faces[contour_faces]])
+    return torch.nn.functional.normalize(at_points, dim=-1)[:, 2].numpy()
+
+
+@pytest.mark.parametrize("yaw_deg", [-35.0, -20.0, 20.0, 35.0])
+def test_contour_landmarks_lie_on_the_silhouette(head, yaw_deg):
+    """Independent of the bin convention: the yaw-selected jaw contour is the outline the camera sees.
+
+    With the bins mirrored (the smplx sign on DECA's layout) the far-side points land on the hidden side of the
+    face (normals turned away from the camera), which is the defect this pins.
+    """
+    layer = FlameLayer(head.model, head.embedding, n_shape=100, n_exp=50).double()
+    pose = torch.tensor([[0.0, math.radians(yaw_deg), 0.0]], dtype=torch.float64)
+    out = layer(global_pose=pose)
+    rot = rodrigues(pose)
+    faces, bary = dynamic_contour_landmarks(
+        rot, torch.eye(3, dtype=torch.float64)[None], layer.dynamic_lmk_faces, layer.dynamic_lmk_bary
+    )
+    nz = contour_normal_z(out.vertices, layer.faces, faces[0], bary[0])
+    # Turning towards +x hides the subject's left side (iBUG 11..17); towards -x the right side (iBUG 1..7).
+    # The points next to the chin (iBUG 8..10) sit where the outline turns under the face in any view.
+    far = nz[10:] if yaw_deg > 0 else nz[:7]
+    near = nz[:7] if yaw_deg > 0 else nz[10:]
+    assert (nz > -0.05).all(), f"contour points face away from the camera: {np.round(nz, 2)}"
+    assert np.abs(far).max() < 0.15, f"far-side contour is not on the silhouette: {np.round(far, 2)}"
+    assert far.mean() < near.mean()
+
+    mirrored = FlameLayer(head.model, head.embedding, n_shape=100, n_exp=50, contour_convention="smplx").double()
+    wrong_faces, wrong_bary = dynamic_contour_landmarks(
+        rot, torch.eye(3, dtype=torch.float64)[None], mirrored.dynamic_lmk_faces, mirrored.dynamic_lmk_bary, "smplx"
+    )
+    assert (contour_normal_z(out.vertices, layer.faces, wrong_faces[0], wrong_bary[0]) < -0.05).any()
+
+
+@pytest.mark.skipif(not os.environ.get("DECALITE_DECA_DATA"), reason="set DECALITE_DECA_DATA to DECA's data/ folder")
+@pytest.mark.parametrize("yaw_deg", [-35.0, -20.0, 20.0, 35.0])
+def test_deca_embedding_contour_is_visible_with_the_deca_convention(yaw_deg):
+    """With DECA's own landmark_embedding.npy on its head_template.obj (public files, never committed): no
+    yaw-selected contour point faces away from the camera, and the far side is nearer the silhouette."""
+    from decalite.flame.assets import load_landmark_embedding
+
+    root = Path(os.environ["DECALITE_DECA_DATA"])
+    emb = load_landmark_embedding(root / "landmark_embedding.npy")
+    mesh = trimesh.load(root / "head_template.obj", process=False)
+    pose = torch.tensor([[0.0, math.radians(yaw_deg), 0.0]], dtype=torch.float64)
+    rot = rodrigues(pose)
+    verts = (torch.as_tensor(np.asarray(mesh.vertices)) @ rot[0].T)[None]  # rigid turn of the template
+    faces, bary = dynamic_contour_landmarks(
+        rot, torch.eye(3, dtype=torch.float64)[None], torch.as_tensor(emb.dynamic_faces),
+        torch.as_tensor(emb.dynamic_bary), "deca",
+    )
+    nz = contour_normal_z(verts, torch.as_tensor(np.asarray(mesh.faces)), faces[0], bary[0])
+    far = nz[9:] if yaw_deg > 0 else nz[:8]
+    near = nz[:8] if yaw_deg > 0 else nz[9:]
+    assert (nz > -0.05).all() and far.mean() < near.mean()

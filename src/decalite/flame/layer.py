@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from decalite.flame.lbs import (
+    CONTOUR_CONVENTIONS,
     GLOBAL_JOINT,
     NECK_JOINT,
     barycentric_landmarks,
@@ -77,10 +78,18 @@ class FlameLayer(nn.Module):
         embedding: landmark embedding on ``model``'s faces.
         n_shape: number of identity shape components used (at most 300).
         n_exp: number of expression components used (at most ``model.n_exp_total``).
+        contour_convention: yaw-bin layout of ``embedding``'s dynamic contour: ``"deca"`` for DECA's
+            ``landmark_embedding.npy`` and decalite's generated head (bin ``b <= 39`` = yaw ``+b`` degrees),
+            ``"smplx"`` for a file laid out as smplx's ``flame_dynamic_embedding.npy`` (negated yaw).
     """
 
     def __init__(
-        self, model: FlameModelData, embedding: LandmarkEmbedding, n_shape: int = 100, n_exp: int = 50
+        self,
+        model: FlameModelData,
+        embedding: LandmarkEmbedding,
+        n_shape: int = 100,
+        n_exp: int = 50,
+        contour_convention: str = "deca",
     ) -> None:
         super().__init__()
         if not 0 <= n_shape <= model.n_shape_total:
@@ -90,6 +99,9 @@ class FlameLayer(nn.Module):
         if model.n_joints != len(JOINT_NAMES):
             raise ValueError(f"FLAME has {len(JOINT_NAMES)} joints {JOINT_NAMES}; model has {model.n_joints}")
         _check_embedding(embedding, int(np.shape(model.faces)[0]))
+        if contour_convention not in CONTOUR_CONVENTIONS:
+            raise ValueError(f"contour_convention must be one of {CONTOUR_CONVENTIONS}; got {contour_convention!r}")
+        self.contour_convention = contour_convention
         self._n_shape = int(n_shape)
         self._n_exp = int(n_exp)
         self._parents = tuple(int(p) for p in _dense(model.parents))
@@ -199,7 +211,11 @@ class FlameLayer(nn.Module):
         )
 
         contour_faces, contour_bary = dynamic_contour_landmarks(
-            rot_mats[:, GLOBAL_JOINT], rot_mats[:, NECK_JOINT], self.dynamic_lmk_faces, self.dynamic_lmk_bary
+            rot_mats[:, GLOBAL_JOINT],
+            rot_mats[:, NECK_JOINT],
+            self.dynamic_lmk_faces,
+            self.dynamic_lmk_bary,
+            self.contour_convention,
         )
         contour = barycentric_landmarks(vertices, self.faces_idx, contour_faces, contour_bary)  # (B, 17, 3)
         static = barycentric_landmarks(vertices, self.faces_idx, self.static_lmk_faces, self.static_lmk_bary)

@@ -27,6 +27,8 @@ from kornia.geometry.conversions import axis_angle_to_rotation_matrix
 
 #: Yaw bins of FLAME's dynamic (jaw-contour) landmark embedding cover -39..+39 whole degrees.
 MAX_CONTOUR_YAW_DEG = 39
+#: Layouts of the dynamic embedding's yaw bins (see :func:`yaw_to_contour_bin`).
+CONTOUR_CONVENTIONS = ("deca", "smplx")
 #: Index of the global (root) and neck joints in FLAME's joint order.
 GLOBAL_JOINT = 0
 NECK_JOINT = 1
@@ -278,25 +280,37 @@ def rotation_to_yaw(rot: torch.Tensor) -> torch.Tensor:
     return torch.atan2(-rot[:, 2, 0], cos_yaw)
 
 
-def yaw_to_contour_bin(yaw: torch.Tensor) -> torch.Tensor:
+def yaw_to_contour_bin(yaw: torch.Tensor, convention: str = "deca") -> torch.Tensor:
     """Bin of FLAME's dynamic landmark embedding for a head yaw.
 
-    Bin ``b <= 39`` holds yaw ``-b`` degrees and bin ``b > 39`` holds yaw ``b - 39`` degrees; yaw is rounded
-    to whole degrees and clamped to +-39 degrees.
+    Yaw is rounded to whole degrees and clamped to +-39 degrees. Two file layouts exist:
+
+    - ``"deca"`` (DECA's ``landmark_embedding.npy``, as read by DECA's ``FLAME.py``): bin ``b <= 39`` holds
+      yaw ``+b`` degrees and bin ``39 + k`` holds yaw ``-k`` degrees.
+    - ``"smplx"`` (smplx's ``flame_dynamic_embedding.npy``): the yaw is negated first, so bin ``b <= 39``
+      holds yaw ``-b`` degrees.
 
     Args:
-        yaw: (B,) yaw in radians.
+        yaw: (B,) yaw in radians (rotation about +y; positive turns the face towards +x).
+        convention: ``"deca"`` or ``"smplx"``.
 
     Returns:
         (B,) long bin indices in [0, 78].
     """
-    neg_deg = torch.round(torch.clamp(-yaw * (180.0 / math.pi), min=-MAX_CONTOUR_YAW_DEG, max=MAX_CONTOUR_YAW_DEG))
-    bins = torch.where(neg_deg >= 0, neg_deg, MAX_CONTOUR_YAW_DEG - neg_deg)
+    if convention not in CONTOUR_CONVENTIONS:
+        raise ValueError(f"contour convention must be one of {CONTOUR_CONVENTIONS}; got {convention!r}")
+    sign = 1.0 if convention == "deca" else -1.0
+    deg = torch.round(torch.clamp(sign * yaw * (180.0 / math.pi), min=-MAX_CONTOUR_YAW_DEG, max=MAX_CONTOUR_YAW_DEG))
+    bins = torch.where(deg >= 0, deg, MAX_CONTOUR_YAW_DEG - deg)
     return bins.long()
 
 
 def dynamic_contour_landmarks(
-    global_rot: torch.Tensor, neck_rot: torch.Tensor, dynamic_faces: torch.Tensor, dynamic_bary: torch.Tensor
+    global_rot: torch.Tensor,
+    neck_rot: torch.Tensor,
+    dynamic_faces: torch.Tensor,
+    dynamic_bary: torch.Tensor,
+    convention: str = "deca",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Select each batch element's jaw-contour embedding from the yaw of its head.
 
@@ -308,10 +322,11 @@ def dynamic_contour_landmarks(
         neck_rot: (B, 3, 3) local rotation of the neck joint.
         dynamic_faces: (79, 17) long face indices per yaw bin.
         dynamic_bary: (79, 17, 3) barycentric coordinates per yaw bin.
+        convention: the bin layout of the embedding file, see :func:`yaw_to_contour_bin`.
 
     Returns:
         faces: (B, 17) long face indices; bary: (B, 17, 3) barycentric coordinates.
     """
     head_rot = (global_rot @ neck_rot).detach()  # (B, 3, 3)
-    bins = yaw_to_contour_bin(rotation_to_yaw(head_rot)).to(dynamic_faces.device)  # (B,)
+    bins = yaw_to_contour_bin(rotation_to_yaw(head_rot), convention).to(dynamic_faces.device)  # (B,)
     return dynamic_faces[bins], dynamic_bary[bins]

@@ -75,9 +75,10 @@ class LandmarkEmbedding:
     Attributes:
         static_faces: (51,) int64 face index of the 51 inner-face landmarks (iBUG 18..68).
         static_bary: (51, 3) float64 barycentric coordinates.
-        dynamic_faces: (79, 17) int64 face index of the 17 jaw-contour landmarks per yaw bin. Bin ``b`` holds
-            the contour for a head yaw of ``-b`` degrees for ``b <= 39`` and ``b - 39`` degrees for ``b > 39``
-            (yaw: rotation about +y, the layout of FLAME's file).
+        dynamic_faces: (79, 17) int64 face index of the 17 jaw-contour landmarks per yaw bin. In DECA's
+            layout (``landmark_embedding.npy``, and decalite's generated head) bin ``b`` holds the contour for a
+            head yaw of ``+b`` degrees for ``b <= 39`` and ``-(b - 39)`` degrees for ``b > 39`` (yaw: rotation
+            about +y, positive turning the face towards +x); see :func:`decalite.flame.lbs.yaw_to_contour_bin`.
         dynamic_bary: (79, 17, 3) float64.
         full_faces: (68,) int64 face index of the full 68-point 3D landmarks.
         full_bary: (68, 3) float64.

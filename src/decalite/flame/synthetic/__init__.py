@@ -28,7 +28,7 @@ from decalite.flame.synthetic.rigging import PARENTS, joint_regressor, skinning_
 __all__ = ["GeneratedHead", "generate_head", "write_generated_head", "EXPRESSION_NAMES", "SHAPE_NAMES", "GENERATOR_VERSION"]
 
 #: Bumped whenever the generator's output changes, so cached folders are regenerated.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 
 
 @dataclass(frozen=True)

@@ -80,9 +80,9 @@ def project_front(points: np.ndarray, verts: np.ndarray, faces: np.ndarray, cand
 
 
 def bin_yaw_degrees() -> np.ndarray:
-    """(79,) head yaw in degrees of each bin of FLAME's dynamic embedding (bin b: -b for b<=39, b-39 above)."""
+    """(79,) head yaw in degrees of each bin, in DECA's layout (bin b: +b for b <= 39, -(b - 39) above)."""
     b = np.arange(N_YAW_BINS)
-    return np.where(b <= 39, -b, b - 39).astype(np.float64)
+    return np.where(b <= 39, b, 39 - b).astype(np.float64)
 
 
 def _contour(t: HeadTemplate, yaw_deg: float, pivot: np.ndarray, cand_faces: np.ndarray, samples: np.ndarray):
