@@ -28,8 +28,9 @@ class DECA(nn.Module):
         sizes: code sizes.
         albedo: albedo model (its n_tex must match ``sizes.n_tex``), or None for a grey albedo.
         backbone: encoder backbone ("resnet50" as in DECA; "resnet18" for small CPU configurations).
-        fixed_displacement: optional (U, U) map added to every predicted displacement (DECA's
-            fixed_displacement_256.npy).
+
+    DECA's fixed displacement map (``fixed_displacement_256.npy``) belongs to the renderer's detail path
+    (:class:`~decalite.render.renderer.Renderer`), which adds it to every predicted displacement.
     """
 
     def __init__(
@@ -39,7 +40,6 @@ class DECA(nn.Module):
         sizes: CodeSizes = CodeSizes(),
         albedo: AlbedoModel | None = None,
         backbone: str = "resnet50",
-        fixed_displacement: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         if (flame.n_shape, flame.n_exp) != (sizes.n_shape, sizes.n_exp):
@@ -53,8 +53,6 @@ class DECA(nn.Module):
         self.coarse_encoder = ResnetEncoder(sizes.coarse, backbone)
         self.detail_encoder = ResnetEncoder(sizes.n_detail, backbone)
         self.detail_decoder = DetailDecoder(sizes.detail_latent)
-        fixed = torch.zeros(1, 1, 1, 1) if fixed_displacement is None else fixed_displacement.reshape(1, 1, *fixed_displacement.shape[-2:])
-        self.register_buffer("fixed_displacement", fixed.float(), persistent=False)
 
     def encode(self, images: torch.Tensor, detail: bool = True) -> FaceCode:
         """(B, 3, 224, 224) images in [0, 1] -> FaceCode (with the detail code unless ``detail=False``)."""
@@ -64,10 +62,13 @@ class DECA(nn.Module):
         return code
 
     def displacement(self, code: FaceCode) -> torch.Tensor:
-        """(B, 1, 256, 256) UV displacement from (jaw pose, expression, detail code), plus the fixed map."""
+        """(B, 1, 256, 256) predicted UV displacement from (jaw pose, expression, detail code).
+
+        The renderer masks it and adds the fixed map (:meth:`Renderer.detailed_uv_positions`).
+        """
         if code.detail is None:
             raise ValueError("the code has no detail part: encode with detail=True or set code.detail")
-        return self.detail_decoder(detail_latent(code.jaw_pose, code.exp, code.detail)) + self.fixed_displacement
+        return self.detail_decoder(detail_latent(code.jaw_pose, code.exp, code.detail))
 
     def geometry(self, code: FaceCode):
         """Coarse FLAME output and projected landmarks for a code."""

@@ -10,10 +10,10 @@ import torch
 
 from decalite.deca import DECA
 from decalite.flame.albedo import AlbedoModel
-from decalite.flame.assets import load_flame_assets
+from decalite.flame.assets import FLAME_FILES, load_fixed_displacement, load_flame_assets
 from decalite.flame.default import resolve_flame_dir
 from decalite.flame.layer import FlameLayer
-from decalite.nets.checkpoints import load_weights
+from decalite.nets.checkpoints import OFFICIAL_FORMAT, load_weights
 from decalite.nets.codes import CodeSizes
 from decalite.render.renderer import Renderer
 
@@ -27,6 +27,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def fixed_displacement(model, assets) -> np.ndarray | None:
+    """DECA's fixed displacement map: ``model.fixed_displacement`` when set, else the FLAME folder's file, else None."""
+    if model.get("fixed_displacement"):
+        return load_fixed_displacement(model.fixed_displacement)
+    return assets.fixed_displacement
+
+
 def build_deca(flame, model, renderer, paths, device: str | torch.device = "cpu") -> tuple[DECA, object]:
     """The DECA model and its FLAME assets, from config groups. Loads ``model.checkpoint`` when set."""
     root = resolve_flame_dir(flame.dir, cache_dir=paths.cache_dir, seed=int(flame.seed))
@@ -35,9 +42,11 @@ def build_deca(flame, model, renderer, paths, device: str | torch.device = "cpu"
                       n_detail=int(model.n_detail))
     layer = FlameLayer(assets.model, assets.embedding, n_shape=sizes.n_shape, n_exp=sizes.n_exp,
                        contour_convention=str(flame.get("contour_convention", "deca")))
+    fixed = fixed_displacement(model, assets)
     rend = Renderer(assets.uv, assets.face_eye_mask, image_size=int(renderer.image_size),
                     uv_size=int(renderer.uv_size), backend=renderer.backend,
-                    cull_backfaces=bool(renderer.cull_backfaces), antialias=bool(renderer.antialias))
+                    cull_backfaces=renderer.cull_backfaces, antialias=bool(renderer.antialias),
+                    fixed_displacement=fixed)
     albedo = None
     if assets.albedo is None:
         log.warning("No albedo model in %s: rendering a uniform grey albedo", root)
@@ -46,11 +55,13 @@ def build_deca(flame, model, renderer, paths, device: str | torch.device = "cpu"
                     root, assets.albedo.n_components, sizes.n_tex)
     else:
         albedo = AlbedoModel(assets.albedo, n_tex=sizes.n_tex, uv_size=int(renderer.uv_size))
-    fixed = None
-    if model.get("fixed_displacement"):
-        fixed = torch.from_numpy(np.load(Path(model.fixed_displacement), allow_pickle=False)).float()
-    deca = DECA(layer, rend, sizes, albedo, backbone=model.backbone, fixed_displacement=fixed)
+    deca = DECA(layer, rend, sizes, albedo, backbone=model.backbone)
     if model.get("checkpoint"):
-        load_weights(model.checkpoint, {"coarse_encoder": deca.coarse_encoder, "detail_encoder": deca.detail_encoder,
-                                        "detail_decoder": deca.detail_decoder})
+        report = load_weights(model.checkpoint, {"coarse_encoder": deca.coarse_encoder,
+                                                 "detail_encoder": deca.detail_encoder,
+                                                 "detail_decoder": deca.detail_decoder})
+        if report.format == OFFICIAL_FORMAT and fixed is None:
+            # The official decoder was trained with the map added to every prediction: require it (the error
+            # names the file and where it comes from).
+            load_fixed_displacement(Path(assets.root) / FLAME_FILES["fixed_displacement"])
     return deca.to(resolve_device(str(device))).eval(), assets

@@ -23,7 +23,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FitConfig:
-    """Steps, learning rate and loss weights of the fit (a weight of 0 skips a term)."""
+    """Steps, learning rate and loss weights of the fit (a weight of 0 skips a term).
+
+    The terms are normalised as DECA's (see :mod:`decalite.losses`); the regulariser weights are per image.
+    """
 
     steps: int = 100
     lr: float = 0.01
@@ -31,9 +34,9 @@ class FitConfig:
     eye: float = 1.0
     lip: float = 0.5
     photometric: float = 2.0
-    reg_shape: float = 1e-3
-    reg_exp: float = 1e-3
-    reg_tex: float = 1e-4
+    reg_shape: float = 3e-4
+    reg_exp: float = 3e-4
+    reg_tex: float = 3e-5
     reg_light: float = 1.0
     photometric_after: float = 0.5  # fraction of the steps fitted on landmarks only before photometry joins
     fit_detail: bool = False
@@ -110,9 +113,13 @@ def fit(
             loss = loss + cfg.lip * lip_closure_loss(out.landmarks2d, landmarks)
         if use_photo:
             rendered = out.render.image_detail if cfg.fit_detail else out.render.image
-            loss = loss + cfg.photometric * photometric_loss(rendered, images, masks * out.render.alpha)
-        loss = loss + cfg.reg_shape * l2_regularizer(c.shape) + cfg.reg_exp * l2_regularizer(c.exp)
-        loss = loss + cfg.reg_tex * l2_regularizer(c.tex) + cfg.reg_light * white_light_regularizer(c.light)
+            loss = loss + cfg.photometric * photometric_loss(rendered, images, masks, out.render.face_mask)
+        # DECA's code regularisers are batch sums while the other terms are batch means; a fit treats each image
+        # on its own, so it takes them per image (/ B) and a face's fit does not depend on the batch it came in.
+        per_image = 1.0 / images.shape[0]
+        loss = loss + per_image * (cfg.reg_shape * l2_regularizer(c.shape) + cfg.reg_exp * l2_regularizer(c.exp)
+                                   + cfg.reg_tex * l2_regularizer(c.tex))
+        loss = loss + cfg.reg_light * white_light_regularizer(c.light)
         opt.zero_grad()
         loss.backward()
         opt.step()

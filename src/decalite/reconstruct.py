@@ -24,8 +24,6 @@ from decalite.deca import DECA
 from decalite.export import extract_texture, now_landmarks, save_png, write_mesh, write_textured_obj
 from decalite.fitting import FitConfig, fit, mean_face_code
 from decalite.geometry.camera import ndc_to_pixels, orthographic_project
-from decalite.geometry.mesh import vertex_normals
-from decalite.geometry.uv import displace
 from decalite.io.images import InputError
 from decalite.io.inputs import InputItem, expand_inputs
 from decalite.losses.landmark import normalised_landmark_error
@@ -190,9 +188,7 @@ def write_face(out_dir: Path, face: Face, deca: DECA, assets, code: FaceCode, ou
     uv = deca.renderer.uv
     with torch.no_grad():
         v = out.vertices[b : b + 1]
-        normals_v = vertex_normals(v, deca.renderer.faces)
-        uv_pos = uv.world2uv(v)
-        uv_norm = torch.nn.functional.normalize(uv.world2uv(normals_v), dim=1)
+        uv_pos, uv_norm = deca.renderer.coarse_uv_maps(v)
         disp = out.displacement[b : b + 1] if out.displacement is not None else torch.zeros_like(uv_pos[:, :1])
     if save.obj:
         with torch.no_grad():
@@ -208,7 +204,8 @@ def write_face(out_dir: Path, face: Face, deca: DECA, assets, code: FaceCode, ou
         files.append(folder / f"{name}.ply")
         write_mesh(files[-1], verts, faces_np)
     if save.dense:
-        detailed = displace(uv_pos, uv_norm, disp, deca.renderer.face_eye_mask)
+        with torch.no_grad():
+            detailed, _ = deca.renderer.detailed_uv_positions(v, disp)
         valid = (deca.renderer.face_eye_mask[0, 0] > 0.5) & (uv.valid[0, 0] > 0)
         dv, df, _ = dense_detail_mesh(detailed[0], valid, uv_norm[0])
         files.append(folder / f"{name}_detail.obj")

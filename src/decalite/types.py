@@ -43,9 +43,12 @@ class RenderOutput:
         shading: (B, 3, H, W) SH shading of the coarse normals.
         depth: (B, 1, H, W) NDC depth z' (larger = nearer the camera), 0 outside.
         vertices_ndc: (B, V, 3) projected vertices (x, y up, z) in NDC.
+        face_mask: (B, 1, H, W) the UV face-eye mask seen in each pixel (0 outside the mesh): DECA's
+            photometric loss compares ``image * face_mask`` with the photo.
         landmarks2d: (B, L, 2) projected landmarks in image-normalised coordinates ([-1, 1], +y down), or None.
         landmarks3d_ndc: (B, L, 3) projected landmarks in NDC, or None.
         uv_positions: (B, 3, U, U) position map of the posed mesh, or None (only with a displacement).
+        uv_normals: (B, 3, U, U) coarse unit normals in UV space, or None (only with a displacement).
         uv_detail_normals: (B, 3, U, U) detail normals in UV space, or None.
         detail_normals: (B, 3, H, W) detail normals seen in each pixel, or None.
         detail_shading: (B, 3, H, W) SH shading of the detail normals, or None.
@@ -59,9 +62,11 @@ class RenderOutput:
     shading: torch.Tensor
     depth: torch.Tensor
     vertices_ndc: torch.Tensor
+    face_mask: torch.Tensor | None = None
     landmarks2d: torch.Tensor | None = None
     landmarks3d_ndc: torch.Tensor | None = None
     uv_positions: torch.Tensor | None = None
+    uv_normals: torch.Tensor | None = None
     uv_detail_normals: torch.Tensor | None = None
     detail_normals: torch.Tensor | None = None
     detail_shading: torch.Tensor | None = None

@@ -33,7 +33,7 @@ def test_fitting_landmarks_of_known_faces_from_the_mean_face():
     deca, truth = _setup()
     with torch.no_grad():
         target = deca.geometry(truth)[1]
-    result = fit(deca, torch.zeros(2, 3, 64, 64), target, cfg=FitConfig(steps=150, lr=0.02))
+    result = fit(deca, torch.zeros(2, 3, 64, 64), target, cfg=FitConfig(steps=150, lr=0.01))
     assert (result.error_before > 0.05).all()
     assert (result.error_after < 0.3 * result.error_before).all()
     assert result.error_after.max() < 0.03

@@ -131,14 +131,10 @@ def _write_dense_mesh(renderer, vertices: torch.Tensor, displacement: torch.Tens
     """Export the dense detailed mesh (one vertex per valid UV texel of the face) of the first head."""
     import trimesh
 
-    from decalite.geometry.mesh import vertex_normals
-    from decalite.geometry.uv import displace
     from decalite.render.uv_space import dense_detail_mesh
 
     with torch.no_grad():
-        positions = renderer.uv.world2uv(vertices)
-        normals = torch.nn.functional.normalize(renderer.uv.world2uv(vertex_normals(vertices, renderer.faces)), dim=1)
-        detailed = displace(positions, normals, displacement, renderer.face_eye_mask)
+        detailed, normals = renderer.detailed_uv_positions(vertices, displacement)
     valid = (renderer.face_eye_mask[0, 0] > 0.5) & (renderer.uv.valid[0, 0] > 0)
     verts, faces, _ = dense_detail_mesh(detailed[0], valid, normals[0])
     trimesh.Trimesh(verts, faces, process=False).export(path)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from decalite.flame.model_data import AlbedoData, FlameModelData, LandmarkEmbedding, UVLayout
+from decalite.flame.model_data import (
+    AlbedoData,
+    FlameModelData,
+    LandmarkEmbedding,
+    UVLayout,
+)
 
 __all__ = ["AlbedoData", "FlameModelData", "LandmarkEmbedding", "UVLayout", "load_flame_layer"]
 
@@ -17,7 +22,11 @@ def load_flame_layer(
     seed: int = 0,
 ):
     """A :class:`~decalite.flame.layer.FlameLayer` from a FLAME folder, or from the generated head when None."""
-    from decalite.flame.assets import FLAME_FILES, load_flame_model, load_landmark_embedding
+    from decalite.flame.assets import (
+        FLAME_FILES,
+        load_flame_model,
+        load_landmark_embedding,
+    )
     from decalite.flame.default import resolve_flame_dir
     from decalite.flame.layer import FlameLayer
 

@@ -21,7 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from decalite.flame.model_data import AlbedoData, FlameModelData, LandmarkEmbedding, UVLayout
+from decalite.flame.model_data import (
+    AlbedoData,
+    FlameModelData,
+    LandmarkEmbedding,
+    UVLayout,
+)
 from decalite.io.pathlike import PathLike
 
 __all__ = [

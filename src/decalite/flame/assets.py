@@ -43,7 +43,11 @@ from decalite.flame.model_data import (
     UVLayout,
 )
 from decalite.io.pathlike import PathLike
-from decalite.io.safe_pickle import chumpy_to_numpy, safe_load_npy_pickle, safe_load_pickle
+from decalite.io.safe_pickle import (
+    chumpy_to_numpy,
+    safe_load_npy_pickle,
+    safe_load_pickle,
+)
 
 __all__ = [
     "FLAME_FILES",
@@ -51,6 +55,7 @@ __all__ = [
     "find_albedo_file",
     "load_albedo",
     "load_flame_assets",
+    "load_fixed_displacement",
     "load_flame_model",
     "load_landmark_embedding",
     "load_uv_layout",
@@ -68,6 +73,7 @@ FLAME_FILES: dict[str, Any] = {
     "face_mask": "uv_face_mask.png",
     "face_eye_mask": "uv_face_eye_mask.png",
     "albedo": ("FLAME_albedo_from_BFM.npz", "FLAME_texture.npz", "albedo.npz"),
+    "fixed_displacement": "fixed_displacement_256.npy",
 }
 
 
@@ -114,6 +120,14 @@ _ALBEDO = _Kind(
     "FLAME_albedo_from_BFM.npz (keys MU (H*W*3 values) and PC (H*W*3, N), BGR in [0, 1]) or FLAME_texture.npz "
     "(keys mean (H, W, 3) and tex_dir (H, W, 3, N), BGR in 0..255)",
     ALBEDO_HOW_TO_OBTAIN,
+)
+
+_FIXED_DISPLACEMENT = _Kind(
+    "DECA fixed displacement map",
+    "fixed_displacement_256.npy (a plain float array of shape (256, 256), metres, about +-1.6e-3); DECA's "
+    "detail decoder was trained with it added to every prediction",
+    "It ships in DECA's data/ folder (github.com/yfeng95/DECA, data/fixed_displacement_256.npy): place it in "
+    "flame.dir or set model.fixed_displacement=PATH",
 )
 
 
@@ -448,6 +462,20 @@ def load_uv_mask(path: PathLike, size: int | None = None) -> np.ndarray:
     return np.clip(arr, 0.0, 1.0).astype(np.float32)
 
 
+def load_fixed_displacement(path: PathLike) -> np.ndarray:
+    """Read DECA's ``fixed_displacement_256.npy``: (U, U) float32 metres (no pickles are accepted)."""
+    path = _require_file(_FIXED_DISPLACEMENT, path)
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise _FIXED_DISPLACEMENT.error(path, f"unreadable, truncated or not a plain array ({exc})") from None
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or not np.issubdtype(arr.dtype, np.floating):
+        raise _FIXED_DISPLACEMENT.error(path, f"expected a square float array, got {arr.dtype} {arr.shape}")
+    if not np.isfinite(arr).all() or np.abs(arr).max() > 0.05:
+        raise _FIXED_DISPLACEMENT.error(path, "values are not finite or larger than 5 cm: not a displacement map")
+    return arr.astype(np.float32)
+
+
 # --------------------------------------------------------------------------------------------------------
 # Albedo
 
@@ -542,6 +570,8 @@ class FlameAssets:
         face_eye_mask: (H, W) float32 UV mask of the face region including the eyes.
         albedo: the albedo model, or None when absent or not requested.
         root: the folder.
+        fixed_displacement: (256, 256) DECA's fixed displacement when the folder holds
+            ``fixed_displacement_256.npy``, else None.
     """
 
     model: FlameModelData
@@ -551,6 +581,7 @@ class FlameAssets:
     face_eye_mask: np.ndarray
     albedo: AlbedoData | None
     root: str
+    fixed_displacement: np.ndarray | None = None
 
 
 def find_albedo_file(root: PathLike) -> Path | None:
@@ -606,6 +637,7 @@ def load_flame_assets(
         else:
             logger.info("No albedo model in %s; continuing without one", root_s)
 
+    fixed = file("fixed_displacement")
     return FlameAssets(
         model=model,
         embedding=embedding,
@@ -614,4 +646,5 @@ def load_flame_assets(
         face_eye_mask=face_eye_mask,
         albedo=albedo_data,
         root=root_s,
+        fixed_displacement=load_fixed_displacement(fixed) if os.path.exists(fixed) else None,
     )

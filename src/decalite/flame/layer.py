@@ -27,6 +27,7 @@ from decalite.flame.model_data import (
     FlameModelData,
     LandmarkEmbedding,
 )
+from decalite.precision import full_precision
 from decalite.types import FlameOutput
 
 #: Width of each pose input of :meth:`FlameLayer.forward` (axis-angle, radians).
@@ -156,6 +157,7 @@ class FlameLayer(nn.Module):
             raise ValueError(f"{name} must have shape ({batch}, {width}); got {tuple(value.shape)}")
         return value.to(dtype=like.dtype)
 
+    @full_precision
     def forward(
         self,
         shape: torch.Tensor | None = None,

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 import torch
 from kornia.geometry.conversions import axis_angle_to_rotation_matrix
 
+from decalite.precision import full_precision
+
 #: Yaw bins of FLAME's dynamic (jaw-contour) landmark embedding cover -39..+39 whole degrees.
 MAX_CONTOUR_YAW_DEG = 39
 #: Layouts of the dynamic embedding's yaw bins (see :func:`yaw_to_contour_bin`).
@@ -242,6 +244,7 @@ def lbs(
     return vertices, joints
 
 
+@full_precision
 def barycentric_landmarks(
     vertices: torch.Tensor, faces: torch.Tensor, lmk_faces: torch.Tensor, lmk_bary: torch.Tensor
 ) -> torch.Tensor:

@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from decalite.precision import full_precision
+
 __all__ = ["SH_CONSTANTS", "sh_basis", "sh_shading", "white_light"]
 
 _PI = math.pi
@@ -58,6 +60,7 @@ def sh_basis(normals: torch.Tensor) -> torch.Tensor:
     return basis * consts
 
 
+@full_precision
 def sh_shading(normals: torch.Tensor, light: torch.Tensor) -> torch.Tensor:
     """Per-point RGB shading from SH lighting.
 

@@ -70,3 +70,13 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     summed = summed.index_add(0, index, contrib)
     summed = summed.reshape(bsz, n_verts, 3)  # (B*V, 3) -> (B, V, 3)
     return F.normalize(summed, dim=-1, eps=NORMAL_EPS)
+
+
+def is_closed(faces: torch.Tensor) -> bool:
+    """True when every undirected edge of the triangle mesh ``faces`` (F, 3) is shared by exactly two faces.
+
+    FLAME's topology is open (at the mouth and the neck); decalite's generated head is closed.
+    """
+    edges = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]).sort(dim=1).values  # (3F, 2)
+    _, counts = torch.unique(edges, dim=0, return_counts=True)
+    return bool((counts == 2).all())

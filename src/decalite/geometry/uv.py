@@ -30,28 +30,45 @@ def position_map_normals(positions: torch.Tensor, reference: torch.Tensor) -> to
     return torch.where(flip, -n, n)
 
 
-def displace(positions: torch.Tensor, normals: torch.Tensor, displacement: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Detailed positions: ``positions + displacement * mask * normals``.
+def displace(
+    positions: torch.Tensor,
+    normals: torch.Tensor,
+    displacement: torch.Tensor,
+    mask: torch.Tensor,
+    fixed: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Detailed positions: ``positions + (displacement * mask + fixed) * normals`` (DECA's displacement2normal).
+
+    As in DECA, only the predicted displacement is masked; the fixed map (DECA's ``fixed_displacement_256.npy``)
+    is added everywhere.
 
     Args:
         positions, normals: (B, 3, U, U) coarse position and unit-normal maps.
         displacement: (B, 1, U, U) signed offsets along the normal, in the mesh's units (metres).
         mask: (1 or B, 1, U, U) where details apply (DECA's uv_face_eye_mask).
+        fixed: (1, 1, U, U) displacement added to every prediction, or None.
     """
-    return positions + displacement * mask * normals
+    offset = displacement * mask
+    if fixed is not None:
+        offset = offset + fixed
+    return positions + offset * normals
 
 
 def detail_normals(
-    positions: torch.Tensor, normals: torch.Tensor, displacement: torch.Tensor, mask: torch.Tensor
+    positions: torch.Tensor,
+    normals: torch.Tensor,
+    displacement: torch.Tensor,
+    mask: torch.Tensor,
+    fixed: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Normals of the displaced surface inside ``mask``, the coarse normals outside it.
 
     Args:
         positions, normals: (B, 3, U, U) coarse position and unit-normal maps.
-        displacement: (B, 1, U, U). mask: (1 or B, 1, U, U) in [0, 1].
+        displacement: (B, 1, U, U). mask: (1 or B, 1, U, U) in [0, 1]. fixed: (1, 1, U, U) or None.
 
     Returns:
         (B, 3, U, U) unit normals.
     """
-    detailed = position_map_normals(displace(positions, normals, displacement, mask), normals)
+    detailed = position_map_normals(displace(positions, normals, displacement, mask, fixed), normals)
     return F.normalize(mask * detailed + (1.0 - mask) * normals, dim=1)

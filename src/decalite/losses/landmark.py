@@ -1,4 +1,9 @@
-"""Landmark, eye-closure and lip-closure losses on image-normalised 2D landmarks ([-1, 1], +y down)."""
+"""Landmark, eye-closure and lip-closure losses on image-normalised 2D landmarks ([-1, 1], +y down).
+
+Normalisations follow DECA's release (``decalib/utils/lossfunc.py``), so that DECA's published weights keep their
+meaning: the weighted landmark L1 is divided by ``2 * sum(weights * confidence)`` over the batch (2 coordinates
+per point), and the closure terms compare Euclidean eyelid / lip distances, averaged over pairs and batch.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,16 @@ EYE_PAIRS = ((37, 41), (38, 40), (43, 47), (44, 46))
 LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
 
 
+def _check_landmarks(*tensors: torch.Tensor) -> None:
+    for t in tensors:
+        if t.dim() != 3 or t.shape[1] != 68 or t.shape[2] < 2:
+            raise ValueError(f"landmarks must have shape (B, 68, 2); got {tuple(t.shape)}")
+    if len({t.shape[0] for t in tensors}) != 1:
+        raise ValueError(f"landmark batch sizes differ: {[tuple(t.shape) for t in tensors]}")
+
+
 def landmark_weights(dtype: torch.dtype = torch.float32, device: torch.device | None = None) -> torch.Tensor:
-    """(68,) per-landmark weights: DECA's emphasis on the chin, nose and mouth (up to 3x)."""
+    """(68,) per-landmark weights: DECA's emphasis on the chin, nose and mouth (up to 3x); they sum to 94."""
     w = torch.ones(68, dtype=dtype, device=device)
     w[5:7] = 2.0
     w[10:12] = 2.0
@@ -23,32 +36,36 @@ def landmark_weights(dtype: torch.dtype = torch.float32, device: torch.device | 
 
 def landmark_loss(pred: torch.Tensor, target: torch.Tensor, confidence: torch.Tensor | None = None,
                   weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Weighted L1 between landmarks.
+    """DECA's weighted landmark L1: ``sum(w * c * |dx| + |dy|) / (2 * sum(w * c))`` over batch and points.
 
     Args:
-        pred, target: (B, 68, 2). confidence: (B, 68) in [0, 1] or None. weights: (68,) or None for DECA's.
+        pred, target: (B, 68, 2). confidence: (B, 68) in [0, 1] or None (all 1). weights: (68,) or None for
+            DECA's (:func:`landmark_weights`).
     """
+    _check_landmarks(pred, target)
     w = landmark_weights(pred.dtype, pred.device) if weights is None else weights
-    per_point = (pred - target).abs().sum(-1) * w  # (B, 68)
-    if confidence is not None:
-        per_point = per_point * confidence
-    return per_point.mean()
+    vis = w.expand(pred.shape[0], -1) if confidence is None else w * confidence  # (B, 68)
+    per_point = (pred[..., :2] - target[..., :2]).abs().sum(-1)  # (B, 68)
+    return (per_point * vis).sum() / (2.0 * vis.sum() + 1e-8)
 
 
 def _pair_distance(lmk: torch.Tensor, pairs) -> torch.Tensor:
-    upper = lmk[:, [p[0] for p in pairs]]
-    lower = lmk[:, [p[1] for p in pairs]]
-    return upper - lower  # (B, P, 2)
+    """(B, P) Euclidean distance between the two points of each pair. lmk: (B, 68, 2)."""
+    upper = lmk[:, [p[0] for p in pairs], :2]
+    lower = lmk[:, [p[1] for p in pairs], :2]
+    return (upper - lower).norm(dim=-1)
 
 
 def eye_closure_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L1 between predicted and target upper-to-lower eyelid offsets (DECA's L_eye). (B, 68, 2) inputs."""
-    return (_pair_distance(pred, EYE_PAIRS) - _pair_distance(target, EYE_PAIRS)).abs().sum(-1).mean()
+    """DECA's L_eye: mean |d_pred - d_target| of the upper-to-lower eyelid distances. (B, 68, 2) inputs."""
+    _check_landmarks(pred, target)
+    return (_pair_distance(pred, EYE_PAIRS) - _pair_distance(target, EYE_PAIRS)).abs().mean()
 
 
 def lip_closure_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L1 between predicted and target inner-lip offsets (the release's lip term). (B, 68, 2) inputs."""
-    return (_pair_distance(pred, LIP_PAIRS) - _pair_distance(target, LIP_PAIRS)).abs().sum(-1).mean()
+    """The release's lip term: mean |d_pred - d_target| of the inner-lip distances. (B, 68, 2) inputs."""
+    _check_landmarks(pred, target)
+    return (_pair_distance(pred, LIP_PAIRS) - _pair_distance(target, LIP_PAIRS)).abs().mean()
 
 
 def normalised_landmark_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

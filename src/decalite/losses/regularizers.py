@@ -1,4 +1,5 @@
-"""Code regularisers: squared magnitude of shape/expression/albedo codes and a light prior towards white light."""
+"""Code regularisers, normalised as DECA's release: squared magnitude of shape/expression/albedo codes as a batch
+sum / 2, and a light prior towards white light (a mean)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,14 @@ import torch
 
 
 def l2_regularizer(code: torch.Tensor) -> torch.Tensor:
-    """Sum of squares per sample, averaged over the batch. code: (B, N)."""
-    return (code**2).sum(-1).mean()
+    """DECA's ``sum(code**2) / 2`` over the batch and the components. code: (B, N)."""
+    if code.dim() != 2:
+        raise ValueError(f"code must be (B, N); got {tuple(code.shape)}")
+    return (code**2).sum() / 2.0
 
 
 def white_light_regularizer(light: torch.Tensor) -> torch.Tensor:
-    """Penalise coloured light: each SH band's RGB values pulled towards their mean. light: (B, 9, 3)."""
+    """Penalise coloured light: each SH band's RGB values pulled towards their mean (a mean). light: (B, 9, 3)."""
+    if light.dim() != 3 or light.shape[-1] != 3:
+        raise ValueError(f"light must be (B, 9, 3); got {tuple(light.shape)}")
     return ((light - light.mean(-1, keepdim=True)) ** 2).mean()

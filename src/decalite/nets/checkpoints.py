@@ -22,6 +22,8 @@ from decalite.flame.errors import AssetError
 
 log = logging.getLogger(__name__)
 
+#: ``LoadReport.format`` of an official ``deca_model.tar``.
+OFFICIAL_FORMAT = "official DECA"
 OFFICIAL_PARTS = {"E_flame": "coarse_encoder", "E_detail": "detail_encoder", "D_detail": "detail_decoder"}
 _HOW_TO_OBTAIN = (
     "The official DECA model (deca_model.tar) is distributed by its authors after registration "
@@ -145,7 +147,7 @@ def load_weights(path: str | Path, modules: Mapping[str, nn.Module], strict: boo
     path = Path(path)
     data = _read(path)
     if any(k in data for k in OFFICIAL_PARTS):
-        fmt = "official DECA"
+        fmt = OFFICIAL_FORMAT
         parts, original = {}, {}
         for official, ours in OFFICIAL_PARTS.items():
             if official in data and ours in modules:

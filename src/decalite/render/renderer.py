@@ -13,12 +13,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from decalite.flame.model_data import UVLayout
-from decalite.geometry.camera import ndc_to_image_normalized, orthographic_project, to_clip
+from decalite.geometry.camera import (
+    ndc_to_image_normalized,
+    orthographic_project,
+    to_clip,
+)
 from decalite.geometry.lighting import SH_CONSTANTS, sh_shading, white_light
-from decalite.geometry.mesh import vertex_normals
-from decalite.geometry.uv import detail_normals
+from decalite.geometry.mesh import is_closed, vertex_normals
+from decalite.geometry.uv import detail_normals, displace
+from decalite.precision import full_precision
 from decalite.render.rasterizer import Rasterizer
-from decalite.render.stages import composite, from_image_layout, interpolate, sample_texture, to_image_layout
+from decalite.render.stages import (
+    composite,
+    from_image_layout,
+    interpolate,
+    sample_texture,
+    to_image_layout,
+)
 from decalite.render.uv_space import UVSpace
 from decalite.types import RenderOutput
 
@@ -34,6 +45,16 @@ def shape_light(batch: int, dtype: torch.dtype = torch.float32, device: torch.de
     return light
 
 
+def _uv_map(values: np.ndarray | torch.Tensor | None, uv_size: int, fill: float) -> torch.Tensor:
+    """(U', U') map -> (1, 1, U, U) float32 (resized bilinearly when U' != U); None gives a constant map."""
+    if values is None:
+        return torch.full((1, 1, uv_size, uv_size), fill)
+    out = torch.as_tensor(np.asarray(values), dtype=torch.float32).reshape(1, 1, *np.shape(values)[-2:])
+    if out.shape[-1] != uv_size:
+        out = F.interpolate(out, size=(uv_size, uv_size), mode="bilinear", align_corners=False)
+    return out
+
+
 class Renderer(nn.Module):
     """Differentiable renderer of a FLAME-topology mesh.
 
@@ -45,8 +66,14 @@ class Renderer(nn.Module):
         uv_size: U of UV maps.
         backend: rasterizer backend, "auto" (nvdiffrast on CUDA when importable, else torch), "torch" or
             "nvdiffrast".
-        cull_backfaces: drop triangles seen from behind (the head is closed, so this only saves work).
+        cull_backfaces: drop triangles seen from behind. "auto" culls only when the mesh is closed (decalite's
+            generated head), where it merely saves work; FLAME is open at the mouth and the neck, and culling
+            would show see-through pixels where DECA's renderer shows the inner faces of the mouth.
         antialias: nvdiffrast's antialiasing of silhouettes (no effect on the torch backend).
+        fixed_displacement: (U', U') map added to every predicted displacement (DECA's
+            fixed_displacement_256.npy, in metres), unmasked as in DECA; None adds nothing.
+        detach_coarse_detail: as DECA's displacement2normal, the detail path sees the coarse UV position and
+            normal maps detached, so detail losses do not move the coarse geometry. ``forward`` can override it.
     """
 
     def __init__(
@@ -56,22 +83,25 @@ class Renderer(nn.Module):
         image_size: int = 224,
         uv_size: int = 256,
         backend: str = "auto",
-        cull_backfaces: bool = True,
+        cull_backfaces: bool | str = "auto",
         antialias: bool = False,
+        fixed_displacement: np.ndarray | torch.Tensor | None = None,
+        detach_coarse_detail: bool = True,
     ) -> None:
         super().__init__()
         self.image_size = int(image_size)
-        self.cull_backfaces = cull_backfaces
         self.antialias = antialias
+        self.detach_coarse_detail = detach_coarse_detail
         self.rasterizer = Rasterizer(backend)
         self.uv = UVSpace(layout, uv_size)
-        if face_eye_mask is None:
-            mask = torch.ones(1, 1, uv_size, uv_size)
-        else:
-            mask = torch.as_tensor(np.asarray(face_eye_mask), dtype=torch.float32)[None, None]  # (U', U') -> (1, 1, U', U')
-            if mask.shape[-1] != uv_size:
-                mask = F.interpolate(mask, size=(uv_size, uv_size), mode="bilinear", align_corners=False)
-        self.register_buffer("face_eye_mask", mask, persistent=False)
+        if cull_backfaces == "auto":
+            cull_backfaces = is_closed(self.uv.faces)
+        elif not isinstance(cull_backfaces, bool):
+            raise ValueError(f"cull_backfaces must be true, false or 'auto'; got {cull_backfaces!r}")
+        self.cull_backfaces = cull_backfaces
+        self.register_buffer("face_eye_mask", _uv_map(face_eye_mask, uv_size, 1.0), persistent=False)
+        fixed = None if fixed_displacement is None else _uv_map(fixed_displacement, uv_size, 0.0)
+        self.register_buffer("fixed_displacement", fixed, persistent=False)
 
     @property
     def faces(self) -> torch.Tensor:
@@ -83,6 +113,7 @@ class Renderer(nn.Module):
         size = (self.image_size, self.image_size)
         return self.rasterizer.rasterize(to_clip(vertices_ndc), self.faces, size, cull_backfaces=self.cull_backfaces)
 
+    @full_precision
     def forward(
         self,
         vertices: torch.Tensor,
@@ -92,6 +123,7 @@ class Renderer(nn.Module):
         background: torch.Tensor | float | None = None,
         landmarks: torch.Tensor | None = None,
         displacement: torch.Tensor | None = None,
+        detach_coarse: bool | None = None,
     ) -> RenderOutput:
         """Render.
 
@@ -102,7 +134,9 @@ class Renderer(nn.Module):
             light: (B, 9, 3) SH coefficients; None gives white light of intensity 1.
             background: (B, 3, H, W) image, a constant, or None (black).
             landmarks: (B, L, 3) 3D landmarks to project, or None.
-            displacement: (B, 1, U, U) UV displacement map (metres along the normal), or None.
+            displacement: (B, 1, U, U) predicted UV displacement map (metres along the normal), or None. It is
+                masked by the face-eye mask; the fixed displacement is added unmasked.
+            detach_coarse: detach the coarse UV maps in the detail path (default: ``detach_coarse_detail``).
         """
         bsz, dtype = vertices.shape[0], vertices.dtype
         ndc = orthographic_project(vertices, cam)  # (B, V, 3)
@@ -123,6 +157,7 @@ class Renderer(nn.Module):
 
         alpha = to_image_layout(covered)
         image = self._finish(albedo_px * shading, alpha, rast, ndc, background)
+        face_mask = sample_texture(self.face_eye_mask.to(dtype).expand(bsz, -1, -1, -1), pixel_uv) * covered
         out = RenderOutput(
             image=image,
             alpha=alpha,
@@ -131,23 +166,47 @@ class Renderer(nn.Module):
             shading=to_image_layout(shading),
             depth=to_image_layout(depth),
             vertices_ndc=ndc,
+            face_mask=to_image_layout(face_mask),
         )
         if landmarks is not None:
             lmk_ndc = orthographic_project(landmarks, cam)
             out.landmarks3d_ndc = lmk_ndc
             out.landmarks2d = ndc_to_image_normalized(lmk_ndc[..., :2])
         if displacement is not None:
-            uv_positions = self.uv.world2uv(vertices)  # (B, 3, U, U)
-            uv_normals = F.normalize(self.uv.world2uv(normals_v), dim=1)
-            uv_detail = detail_normals(uv_positions, uv_normals, displacement, self.face_eye_mask)
+            detach = self.detach_coarse_detail if detach_coarse is None else detach_coarse
+            uv_positions, uv_normals = self.coarse_uv_maps(vertices, normals_v, detach)
+            uv_detail = detail_normals(uv_positions, uv_normals, displacement, self.face_eye_mask,
+                                       self.fixed_displacement)
             d_normals = F.normalize(sample_texture(uv_detail, pixel_uv), dim=-1) * covered  # (B, H, W, 3)
             d_shading = sh_shading(d_normals, light) * covered
             out.uv_positions = uv_positions
+            out.uv_normals = uv_normals
             out.uv_detail_normals = uv_detail
             out.detail_normals = to_image_layout(d_normals)
             out.detail_shading = to_image_layout(d_shading)
             out.image_detail = self._finish(albedo_px * d_shading, alpha, rast, ndc, background)
         return out
+
+    def coarse_uv_maps(
+        self, vertices: torch.Tensor, normals_v: torch.Tensor | None = None, detach: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """UV position map (B, 3, U, U) and unit normal map (B, 3, U, U) of posed vertices (B, V, 3)."""
+        if normals_v is None:
+            normals_v = vertex_normals(vertices, self.faces)
+        positions = self.uv.world2uv(vertices)
+        normals = F.normalize(self.uv.world2uv(normals_v), dim=1)
+        if detach:
+            return positions.detach(), normals.detach()
+        return positions, normals
+
+    def detailed_uv_positions(self, vertices: torch.Tensor, displacement: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Detailed UV positions (B, 3, U, U) for the dense mesh, and the coarse UV normals (B, 3, U, U).
+
+        Args:
+            vertices: (B, V, 3) posed vertices. displacement: (B, 1, U, U) predicted displacement.
+        """
+        positions, normals = self.coarse_uv_maps(vertices)
+        return displace(positions, normals, displacement, self.face_eye_mask, self.fixed_displacement), normals
 
     def _finish(self, colour: torch.Tensor, alpha: torch.Tensor, rast, ndc, background) -> torch.Tensor:
         """Raster-layout colour (B, H, W, 3) -> composited image (B, 3, H, W), antialiased on nvdiffrast."""

@@ -12,7 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from decalite.flame.model_data import AlbedoData, FlameModelData, LandmarkEmbedding, UVLayout
+from decalite.flame.model_data import (
+    AlbedoData,
+    FlameModelData,
+    LandmarkEmbedding,
+    UVLayout,
+)
 from decalite.flame.synthetic.appearance import albedo_model, uv_masks
 from decalite.flame.synthetic.bases import (
     EXPRESSION_NAMES,

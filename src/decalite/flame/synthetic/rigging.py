@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from decalite.flame.synthetic.geometry import MOUTH_HALF_WIDTH, MOUTH_Y, HeadTemplate, smoothstep, soft_neckness
+from decalite.flame.synthetic.geometry import (
+    MOUTH_HALF_WIDTH,
+    MOUTH_Y,
+    HeadTemplate,
+    smoothstep,
+    soft_neckness,
+)
 
 PARENTS = np.array([-1, 0, 1, 1, 1], dtype=np.int64)
 JAW_HINGE = np.array([0.066, -0.012, -0.004])  # the +x hinge; the other mirrors it

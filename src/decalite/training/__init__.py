@@ -1,0 +1,1 @@
+"""Training: the coarse and detail LightningModules, callbacks and ``train(cfg)``."""
