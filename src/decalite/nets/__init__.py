@@ -1,1 +1,2 @@
-"""DECA's networks: image encoders (coarse and detail) and the detail decoder F_d."""
+"""DECA's networks: image encoders (coarse and detail), the detail decoder F_d and the frozen face-recognition
+networks of the identity loss (nets.identity)."""
