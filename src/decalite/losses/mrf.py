@@ -141,7 +141,7 @@ def _read_state_dict(path: Path) -> Mapping[str, object]:
         # The zip format can be memory-mapped, so the 400 MB classifier is never read; the legacy format cannot.
         mmap = zipfile.is_zipfile(path)
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except Exception as exc:  # noqa: BLE001 - any failure to read the file is reported as an asset problem
+    except Exception as exc:  # any failure to read the file is reported as an asset problem
         raise _asset_error(path, f"torch.load(weights_only=True) failed: {type(exc).__name__}: {exc}") from exc
     if not isinstance(state, Mapping):
         raise _asset_error(path, f"it holds a {type(state).__name__}, not a state dict")
