@@ -52,6 +52,30 @@ def test_distance_matches_numpy_hand_computation():
     assert got.item() == pytest.approx(numpy_id_mrf(gen[0], tar[0], h=0.2, eps=1e-3), rel=1e-9)
 
 
+def literal_id_mrf(gen: torch.Tensor, tar: torch.Tensor, h: float = 0.5, eps: float = 1e-5) -> torch.Tensor:
+    """The docstring's steps one by one, batched: relative distance, exp, normalise, max, mean, -log."""
+    g, t = gen.flatten(2), tar.flatten(2)
+    mu = t.mean(2, keepdim=True)
+    g = (g - mu) / (g - mu).norm(dim=1, keepdim=True)
+    t = (t - mu) / (t - mu).norm(dim=1, keepdim=True)
+    d = 1 - torch.einsum("bci,bcj->bij", g, t)
+    w = torch.exp((1 - d / (d.min(dim=2, keepdim=True).values + eps)) / h)
+    cs = w / w.sum(dim=2, keepdim=True)
+    return -torch.log(cs.max(dim=1).values.mean(dim=1))
+
+
+def test_distance_equals_the_literal_formula_with_gradients():
+    torch.manual_seed(2)
+    tar = torch.randn(2, 32, 12, 12)
+    gen = (tar + 0.7 * torch.randn_like(tar)).requires_grad_(True)
+    gen_ref = gen.detach().clone().requires_grad_(True)
+    got, want = id_mrf_distance(gen, tar), literal_id_mrf(gen_ref, tar)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    got.sum().backward()
+    want.sum().backward()
+    torch.testing.assert_close(gen.grad, gen_ref.grad, rtol=1e-4, atol=1e-7)
+
+
 def test_distance_zero_for_identical_larger_for_different():
     torch.manual_seed(0)
     tar = torch.randn(2, 8, 5, 5)
