@@ -234,6 +234,9 @@ def test_bad_state_dicts_raise_clear_errors(torchvision_vgg19, tmp_path):
     with pytest.raises(AssetError, match="torch.load"):
         load_vgg19_features(tmp_path / "garbage.pth")
 
-    # A bare `features` state dict (keys without the prefix) is accepted too.
-    torch.save({k.removeprefix("features."): v for k, v in features.items()}, tmp_path / "bare.pth")
-    load_vgg19_features(tmp_path / "bare.pth")
+    # A bare `features` state dict (keys without the prefix) is accepted too, also in the legacy (pre-zip)
+    # serialisation that older torchvision files use (it cannot be memory-mapped).
+    bare = {k.removeprefix("features."): v for k, v in features.items()}
+    torch.save(bare, tmp_path / "bare.pth", _use_new_zipfile_serialization=False)
+    vgg = load_vgg19_features(tmp_path / "bare.pth")
+    torch.testing.assert_close(vgg.features[21].weight, features["features.21.weight"], rtol=0, atol=0)

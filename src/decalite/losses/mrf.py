@@ -32,8 +32,9 @@ VGG19_FILENAME = "vgg19-dcbb9e9d.pth"
 VGG19_URL = f"https://download.pytorch.org/models/{VGG19_FILENAME}"
 VGG19_WHAT = f"VGG19 ImageNet weights ({VGG19_FILENAME})"
 VGG19_EXPECTED = (
-    "torchvision's VGG19 ImageNet state dict (a dict of tensors with keys 'features.0.weight' ... "
-    "'features.34.bias', classifier keys optional), readable by torch.load(weights_only=True)"
+    "torchvision's VGG19 ImageNet state dict readable by torch.load(weights_only=True): a dict of tensors "
+    "with at least 'features.0.weight' ... 'features.21.bias' (conv1_1 ... conv4_2; deeper layers and the "
+    "classifier are ignored)"
 )
 VGG19_HOW_TO_OBTAIN = (
     f"Get torchvision's VGG19_Weights.IMAGENET1K_V1 file {VGG19_FILENAME} (on a machine with internet: "
