@@ -13,7 +13,7 @@ import trimesh
 from PIL import Image
 
 from decalite.flame.asset_writer import write_obj_with_uvs
-from decalite.flame.model_data import UVLayout
+from decalite.types import UVLayout
 
 #: iBUG-68 indices of NoW's 7 landmarks: eye corners 36, 39, 42, 45; nose bottom 33; mouth corners 48, 54.
 NOW_LANDMARKS = (36, 39, 42, 45, 33, 48, 54)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -132,3 +133,22 @@ class DecaOutput:
     albedo: torch.Tensor | None = None
     displacement: torch.Tensor | None = None
     render: RenderOutput | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class UVLayout:
+    """Mesh and UV layout of ``head_template.obj``.
+
+    Attributes:
+        vertices: (V, 3) float64 positions.
+        faces: (F, 3) int64 vertex indices.
+        verts_uvs: (T, 2) float64 texture coordinates in [0, 1], origin bottom-left (OBJ convention).
+        faces_uvs: (F, 3) int64 indices into ``verts_uvs``.
+        source: where the arrays came from (a path), for messages.
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    verts_uvs: np.ndarray
+    faces_uvs: np.ndarray
+    source: str = ""

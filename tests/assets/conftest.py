@@ -23,8 +23,8 @@ from decalite.flame.model_data import (
     AlbedoData,
     FlameModelData,
     LandmarkEmbedding,
-    UVLayout,
 )
+from decalite.types import UVLayout
 
 N_VERTS = 30
 N_FACES = 40

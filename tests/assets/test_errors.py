@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from decalite.errors import AssetError
 from decalite.flame.asset_writer import write_flame_model, write_landmark_embedding
 from decalite.flame.assets import (
     FLAME_FILES,
@@ -19,7 +20,6 @@ from decalite.flame.assets import (
     load_uv_layout,
     load_uv_mask,
 )
-from decalite.flame.errors import AssetError
 from decalite.flame.model_data import FlameModelData
 
 FLAME_HINT = "flame.is.tue.mpg.de"

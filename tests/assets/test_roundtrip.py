@@ -12,6 +12,7 @@ import scipy.sparse as sp
 import torch
 from PIL import Image
 
+from decalite.errors import AssetError
 from decalite.flame.asset_writer import (
     write_albedo_npz,
     write_flame_model,
@@ -29,8 +30,8 @@ from decalite.flame.assets import (
     load_uv_layout,
     load_uv_mask,
 )
-from decalite.flame.errors import AssetError
-from decalite.flame.model_data import AlbedoData, FlameModelData, LandmarkEmbedding, UVLayout
+from decalite.flame.model_data import AlbedoData, FlameModelData, LandmarkEmbedding
+from decalite.types import UVLayout
 
 
 def _assert_model_equal(a: FlameModelData, b: FlameModelData) -> None:

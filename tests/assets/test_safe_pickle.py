@@ -20,9 +20,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from decalite.errors import AssetError, UnsafePickleError
 from decalite.flame.asset_writer import write_flame_model
 from decalite.flame.assets import load_flame_model, load_landmark_embedding
-from decalite.flame.errors import AssetError, UnsafePickleError
 from decalite.flame.model_data import FlameModelData
 from decalite.io import ChumpyStandIn, chumpy_to_numpy, safe_load_npy_pickle, safe_load_pickle
 

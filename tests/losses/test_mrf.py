@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchvision
 
-from decalite.flame.errors import AssetError
+from decalite.errors import AssetError
 from decalite.losses.mrf import (
     IMAGENET_MEAN,
     IMAGENET_STD,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from decalite.flame.errors import AssetError, UnsafePickleError
+from decalite.errors import AssetError, UnsafePickleError
 from decalite.losses.identity import identity_loss
 from decalite.nets.identity import (
     SFACE_FILE,

@@ -11,7 +11,7 @@ import torch
 import torchvision
 from torch import nn
 
-from decalite.flame.errors import AssetError
+from decalite.errors import AssetError
 from decalite.nets.checkpoints import load_weights
 from decalite.nets.codes import CodeSizes, join_code, split_code
 from decalite.nets.detail_decoder import DetailDecoder, detail_latent

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from decalite.flame.model_data import UVLayout
 from decalite.render.uv_space import UVSpace, dense_detail_mesh
+from decalite.types import UVLayout
 
 N = 9  # grid vertices per side
 

@@ -14,10 +14,10 @@ import trimesh
 from hydra import compose, initialize_config_dir
 
 from decalite.cli._hydra import CONF_DIR
+from decalite.errors import AssetError
 from decalite.flame import load_flame_layer
 from decalite.flame.assets import load_flame_assets
 from decalite.flame.default import resolve_flame_dir
-from decalite.flame.errors import AssetError
 from decalite.flame.synthetic import generate_head, write_generated_head
 
 

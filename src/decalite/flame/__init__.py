@@ -4,14 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from decalite.flame.model_data import (
-    AlbedoData,
-    FlameModelData,
-    LandmarkEmbedding,
-    UVLayout,
-)
+from decalite.flame.model_data import AlbedoData, FlameModelData, LandmarkEmbedding
 
-__all__ = ["AlbedoData", "FlameModelData", "LandmarkEmbedding", "UVLayout", "load_flame_layer"]
+__all__ = ["AlbedoData", "FlameModelData", "LandmarkEmbedding", "load_flame_layer"]
 
 
 def load_flame_layer(

@@ -25,9 +25,9 @@ from decalite.flame.model_data import (
     AlbedoData,
     FlameModelData,
     LandmarkEmbedding,
-    UVLayout,
 )
 from decalite.io.pathlike import PathLike
+from decalite.types import UVLayout
 
 __all__ = [
     "write_albedo_npz",

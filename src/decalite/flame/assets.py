@@ -6,7 +6,7 @@ formats by :mod:`decalite.flame.asset_writer`, validate them and return the cont
 :mod:`decalite.flame.model_data`. Pickles are read with decalite's restricted unpickler
 (:mod:`decalite.io.safe_pickle`); chumpy is never imported.
 
-Every problem is raised as :class:`~decalite.flame.errors.AssetError`, naming the file, the key, the
+Every problem is raised as :class:`~decalite.errors.AssetError`, naming the file, the key, the
 expected and the found shape, and how to obtain a valid file.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from decalite.flame.errors import (
+from decalite.errors import (
     ALBEDO_HOW_TO_OBTAIN,
     DECA_DATA_HOW_TO_OBTAIN,
     FLAME_HOW_TO_OBTAIN,
@@ -40,7 +40,6 @@ from decalite.flame.model_data import (
     AlbedoData,
     FlameModelData,
     LandmarkEmbedding,
-    UVLayout,
 )
 from decalite.io.pathlike import PathLike
 from decalite.io.safe_pickle import (
@@ -48,6 +47,7 @@ from decalite.io.safe_pickle import (
     safe_load_npy_pickle,
     safe_load_pickle,
 )
+from decalite.types import UVLayout
 
 __all__ = [
     "FLAME_FILES",

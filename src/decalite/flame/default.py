@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from decalite.flame.errors import AssetError
+from decalite.errors import AssetError
 from decalite.flame.synthetic import GENERATOR_VERSION, write_generated_head
 
 log = logging.getLogger(__name__)

@@ -95,25 +95,6 @@ class LandmarkEmbedding:
 
 
 @dataclass(frozen=True, eq=False)
-class UVLayout:
-    """Mesh and UV layout of ``head_template.obj``.
-
-    Attributes:
-        vertices: (V, 3) float64 positions.
-        faces: (F, 3) int64 vertex indices.
-        verts_uvs: (T, 2) float64 texture coordinates in [0, 1], origin bottom-left (OBJ convention).
-        faces_uvs: (F, 3) int64 indices into ``verts_uvs``.
-        source: where the arrays came from (a path), for messages.
-    """
-
-    vertices: np.ndarray
-    faces: np.ndarray
-    verts_uvs: np.ndarray
-    faces_uvs: np.ndarray
-    source: str = ""
-
-
-@dataclass(frozen=True, eq=False)
 class AlbedoData:
     """A linear albedo model in UV space, normalised to RGB in [0, 1].
 

@@ -29,7 +29,7 @@ from typing import IO, Any, BinaryIO
 
 import numpy as np
 
-from decalite.flame.errors import AssetError, UnsafePickleError
+from decalite.errors import AssetError, UnsafePickleError
 from decalite.io.pathlike import PathLike
 
 __all__ = [

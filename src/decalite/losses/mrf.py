@@ -9,7 +9,7 @@ the features after the ReLU (``relu3_2``, ``relu4_2``) for the paper's ``conv3_2
 
 Weights: torchvision's ImageNet VGG19 file (``vgg19-dcbb9e9d.pth``, ``VGG19_Weights.IMAGENET1K_V1``). No wheel
 ships it and nothing here downloads it: :func:`load_vgg19_features` reads it from a configured path or from
-``$TORCH_HOME/hub/checkpoints`` and otherwise raises :class:`~decalite.flame.errors.AssetError` saying what to
+``$TORCH_HOME/hub/checkpoints`` and otherwise raises :class:`~decalite.errors.AssetError` saying what to
 place where.
 """
 
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decalite.flame.errors import AssetError
+from decalite.errors import AssetError
 
 #: torchvision's file name for VGG19 ImageNet weights (``torchvision.models.VGG19_Weights.IMAGENET1K_V1``).
 VGG19_FILENAME = "vgg19-dcbb9e9d.pth"

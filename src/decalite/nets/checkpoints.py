@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from decalite.flame.errors import AssetError
+from decalite.errors import AssetError
 
 log = logging.getLogger(__name__)
 

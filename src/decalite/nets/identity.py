@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decalite.flame.errors import AssetError
+from decalite.errors import AssetError
 from decalite.io.pathlike import PathLike
 
 __all__ = [
@@ -463,7 +463,7 @@ def load_vggface2(path: PathLike, deca_crop: bool = True) -> VGGFace2Net:
 
     Raises:
         AssetError: missing, unreadable or malformed file (the message names the file, the key and where to get
-            the weights); :class:`~decalite.flame.errors.UnsafePickleError` (an AssetError) for a pickle that
+            the weights); :class:`~decalite.errors.UnsafePickleError` (an AssetError) for a pickle that
             references anything but array data; nothing from such a file is executed.
     """
     from decalite.io.safe_pickle import safe_load_pickle

@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decalite.flame.model_data import UVLayout
 from decalite.geometry.camera import (
     ndc_to_image_normalized,
     orthographic_project,
@@ -31,7 +30,7 @@ from decalite.render.stages import (
     to_image_layout,
 )
 from decalite.render.uv_space import UVSpace
-from decalite.types import RenderOutput
+from decalite.types import RenderOutput, UVLayout
 
 GREY_ALBEDO = 0.7
 

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from decalite.flame.model_data import UVLayout
 from decalite.render.raster_torch import rasterize
 from decalite.render.stages import interpolate, to_image_layout
+from decalite.types import UVLayout
 
 
 class UVSpace(nn.Module):

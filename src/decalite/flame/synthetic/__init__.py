@@ -16,7 +16,6 @@ from decalite.flame.model_data import (
     AlbedoData,
     FlameModelData,
     LandmarkEmbedding,
-    UVLayout,
 )
 from decalite.flame.synthetic.appearance import albedo_model, uv_masks
 from decalite.flame.synthetic.bases import (
@@ -29,6 +28,7 @@ from decalite.flame.synthetic.bases import (
 from decalite.flame.synthetic.geometry import build_template
 from decalite.flame.synthetic.landmarks import landmark_embedding
 from decalite.flame.synthetic.rigging import PARENTS, joint_regressor, skinning_weights
+from decalite.types import UVLayout
 
 __all__ = ["GeneratedHead", "generate_head", "write_generated_head", "EXPRESSION_NAMES", "SHAPE_NAMES", "GENERATOR_VERSION"]
 

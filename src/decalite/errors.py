@@ -1,4 +1,4 @@
-"""Errors raised while reading FLAME-format asset files.
+"""Errors shared by every layer: problems with asset files (FLAME-format assets, network weights, pickles).
 
 Every problem with an asset file (missing, truncated, wrong layout, unsafe pickle) is reported as an
 :class:`AssetError` whose message names the file, says what was expected there and how to obtain a good copy.

@@ -1,0 +1,38 @@
+"""The package's layering (pyproject.toml, [tool.importlinter]) holds: no module imports a layer above its own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import decalite
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _contracts() -> list[dict]:
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)["tool"]["importlinter"]["contracts"]
+
+
+def test_lint_imports_passes() -> None:
+    exe = Path(sys.executable).parent / "lint-imports"
+    result = subprocess.run([str(exe)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_top_level_module_is_in_a_layer() -> None:
+    (layers,) = [c for c in _contracts() if c["type"] == "layers"]
+    named = {name.strip().strip("()") for layer in layers["layers"] for name in layer.replace(":", "|").split("|")}
+    package = Path(decalite.__file__).parent
+    modules = {p.stem for p in package.glob("*.py") if p.stem != "__init__"}
+    modules |= {p.parent.name for p in package.glob("*/__init__.py")}
+    assert modules <= named, f"modules outside every layer: {sorted(modules - named)}"
