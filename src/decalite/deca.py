@@ -7,6 +7,7 @@ projects its landmarks, decodes the UV displacement from (jaw pose, expression, 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from decalite.flame.albedo import AlbedoModel
@@ -62,13 +63,19 @@ class DECA(nn.Module):
         return code
 
     def displacement(self, code: FaceCode) -> torch.Tensor:
-        """(B, 1, 256, 256) predicted UV displacement from (jaw pose, expression, detail code).
+        """(B, 1, U, U) predicted UV displacement from (jaw pose, expression, detail code).
+
+        F_d decodes 256 x 256 (DECA); it is resampled to the renderer's UV size U when that differs.
 
         The renderer masks it and adds the fixed map (:meth:`Renderer.detailed_uv_positions`).
         """
         if code.detail is None:
             raise ValueError("the code has no detail part: encode with detail=True or set code.detail")
-        return self.detail_decoder(detail_latent(code.jaw_pose, code.exp, code.detail))
+        disp = self.detail_decoder(detail_latent(code.jaw_pose, code.exp, code.detail))  # (B, 1, 256, 256)
+        size = self.renderer.face_eye_mask.shape[-1]
+        if disp.shape[-1] != size:  # a renderer with another UV size (small CPU configurations)
+            disp = F.interpolate(disp, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        return disp
 
     def geometry(self, code: FaceCode):
         """Coarse FLAME output and projected landmarks for a code."""

@@ -172,10 +172,8 @@ class Renderer(nn.Module):
             out.landmarks3d_ndc = lmk_ndc
             out.landmarks2d = ndc_to_image_normalized(lmk_ndc[..., :2])
         if displacement is not None:
-            detach = self.detach_coarse_detail if detach_coarse is None else detach_coarse
-            uv_positions, uv_normals = self.coarse_uv_maps(vertices, normals_v, detach)
-            uv_detail = detail_normals(uv_positions, uv_normals, displacement, self.face_eye_mask,
-                                       self.fixed_displacement)
+            uv_positions, uv_normals, uv_detail = self.uv_detail_normals(vertices, displacement, normals_v,
+                                                                         detach_coarse)
             d_normals = F.normalize(sample_texture(uv_detail, pixel_uv), dim=-1) * covered  # (B, H, W, 3)
             d_shading = sh_shading(d_normals, light) * covered
             out.uv_positions = uv_positions
@@ -197,6 +195,28 @@ class Renderer(nn.Module):
         if detach:
             return positions.detach(), normals.detach()
         return positions, normals
+
+    def uv_detail_normals(
+        self,
+        vertices: torch.Tensor,
+        displacement: torch.Tensor,
+        normals_v: torch.Tensor | None = None,
+        detach_coarse: bool | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The detail path in UV space (no rasterization of the image).
+
+        Args:
+            vertices: (B, V, 3) posed vertices. displacement: (B, 1, U, U) predicted displacement.
+            normals_v: (B, V, 3) vertex normals, or None to compute them.
+            detach_coarse: detach the coarse maps (default: ``detach_coarse_detail``).
+
+        Returns:
+            coarse positions (B, 3, U, U), coarse unit normals (B, 3, U, U), detail unit normals (B, 3, U, U).
+        """
+        detach = self.detach_coarse_detail if detach_coarse is None else detach_coarse
+        positions, normals = self.coarse_uv_maps(vertices, normals_v, detach)
+        detail = detail_normals(positions, normals, displacement, self.face_eye_mask, self.fixed_displacement)
+        return positions, normals, detail
 
     def detailed_uv_positions(self, vertices: torch.Tensor, displacement: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Detailed UV positions (B, 3, U, U) for the dense mesh, and the coarse UV normals (B, 3, U, U).

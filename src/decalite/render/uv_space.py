@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from decalite.geometry.camera import ndc_to_image_normalized, orthographic_project
 from decalite.render.raster_torch import rasterize
 from decalite.render.stages import interpolate, to_image_layout
 from decalite.types import UVLayout
@@ -85,3 +87,21 @@ def dense_detail_mesh(positions: torch.Tensor, valid: torch.Tensor, normals: tor
         if (fn * ref).sum() < 0:
             faces = faces[:, [0, 2, 1]]
     return verts.numpy(), faces.numpy(), torch.stack([rows, cols], 1).numpy()
+
+
+def sample_image_in_uv(image: torch.Tensor, uv_positions: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:
+    """Unwrap an image into UV space: sample it where each texel's surface point projects (DECA's texture
+    extraction; visibility is the caller's).
+
+    Args:
+        image: (B, C, H, W) image (row 0 at the top).
+        uv_positions: (B, 3, U, U) UV position map (model space).
+        cam: (B, 3) orthographic camera (s, tx, ty).
+
+    Returns:
+        (B, C, U, U) bilinear samples (border values outside the image).
+    """
+    b, _, u, v = uv_positions.shape
+    points = uv_positions.permute(0, 2, 3, 1).reshape(b, u * v, 3)  # (B, 3, U, U) -> (B, U*U, 3)
+    grid = ndc_to_image_normalized(orthographic_project(points, cam)[..., :2]).reshape(b, u, v, 2)
+    return F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode="border", align_corners=False)

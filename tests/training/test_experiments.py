@@ -1,0 +1,67 @@
+"""Every experiment config composes and runs a fast_dev_run on the CPU (synthetic data written on first use);
+a short real run leaves a checkpoint that the detail stage and decalite-reconstruct load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+
+from decalite.cli._hydra import CONF_DIR
+from decalite.cli.train import run
+
+EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
+SMALL = ["trainer=cpu", "model=small", "renderer.image_size=32", "renderer.uv_size=32", "renderer.backend=torch",
+         "data.synthetic.train_identities=4", "data.synthetic.val_identities=2", "data.synthetic.size=48",
+         "data.synthetic.render_size=48", "data.synthetic.identities_per_shard=2", "data.num_workers=0",
+         "torch_threads=2", "logger=csv"]
+
+
+def _cfg(tmp: Path, *overrides: str):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[*SMALL, f"paths.data_dir={tmp / 'data'}", f"paths.log_dir={tmp / 'logs'}",
+                                          f"paths.cache_dir={tmp / 'cache'}", *overrides])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp / "run" / "_".join(o.split("=")[-1] for o in overrides[:1]))
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A data/log folder with a coarse checkpoint of a 2-step synthetic_cpu run, and a random VGG19 file."""
+    tmp = tmp_path_factory.mktemp("train")
+    cfg = _cfg(tmp, "experiment=synthetic_cpu", "trainer.max_steps=2", "data.epoch_length=4",
+               "callbacks.images.every_n_steps=1")
+    result = run(cfg)
+    import torchvision
+
+    vgg = tmp / "vgg19_features.pth"
+    torch.save(torchvision.models.vgg19(weights=None).features[:23].state_dict(), vgg)
+    return tmp, result, vgg
+
+
+def test_short_run_leaves_a_checkpoint_and_images(workspace):
+    tmp, result, _ = workspace
+    assert result.checkpoint and Path(result.checkpoint).is_file()
+    assert "train/loss/landmark" in result.metrics and "val/landmark_nme" in result.metrics
+    state = torch.load(result.checkpoint, map_location="cpu", weights_only=False)
+    assert state["global_step"] == 2
+    assert any(k.startswith("deca.coarse_encoder.") for k in state["state_dict"])
+    assert not any(k.startswith("pretrained.") or "v_template" in k for k in state["state_dict"])
+    assert list((Path(result.checkpoint).parents[1] / "images").glob("coarse_step*.png"))
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_fast_dev_run_of_every_experiment(workspace, name):
+    tmp, coarse, vgg = workspace
+    overrides = [f"experiment={name}", "debug=fdr", f"loss.vgg19_weights={vgg}"]
+    if "detail" in name or name in ("ablation_no_mrf", "ablation_no_symmetry"):
+        overrides.append(f"init_from={coarse.checkpoint}")
+    if name == "deca_coarse":
+        overrides.append(f"init_from={coarse.checkpoint}")
+    result = run(_cfg(tmp, *overrides))
+    assert result.skipped_steps == 0
+    assert any(k.startswith("train/loss/") for k in result.metrics)
