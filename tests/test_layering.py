@@ -25,7 +25,7 @@ def _contracts() -> list[dict]:
 
 def test_lint_imports_passes() -> None:
     exe = Path(sys.executable).parent / "lint-imports"
-    result = subprocess.run([str(exe)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([str(exe), "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 
 from decalite.data.datamodule import IdentityGroupDataModule
-from decalite.data.synthetic import SyntheticConfig, write_synthetic_dataset
 from decalite.geometry.camera import ndc_to_pixels, orthographic_project
+from decalite.synth import SyntheticConfig, write_synthetic_dataset
 
 
 def test_synthetic_shards_through_the_loader(tmp_path):

@@ -14,7 +14,9 @@ import torch
 
 from decalite.data import shards
 from decalite.data.crop import transform_points
-from decalite.data.synthetic import (
+from decalite.flame.synthetic import EXPRESSION_NAMES
+from decalite.geometry.camera import ndc_to_pixels, orthographic_project
+from decalite.synth import (
     DETAIL_DIM,
     DetailModel,
     SyntheticConfig,
@@ -22,8 +24,6 @@ from decalite.data.synthetic import (
     crop_camera,
     write_synthetic_dataset,
 )
-from decalite.flame.synthetic import EXPRESSION_NAMES
-from decalite.geometry.camera import ndc_to_pixels, orthographic_project
 
 SIZE, RENDER, K = 96, 128, 3
 NOSE_TIP = 30

@@ -21,8 +21,8 @@ log = logging.getLogger("decalite.synth")
 
 
 def synthetic_config(cfg: DictConfig):
-    """The :class:`~decalite.data.synthetic.SyntheticConfig` described by the Hydra config."""
-    from decalite.data.synthetic import SyntheticConfig
+    """The :class:`~decalite.synth.SyntheticConfig` described by the Hydra config."""
+    from decalite.synth import SyntheticConfig
 
     return SyntheticConfig(
         identities=int(cfg.identities),
@@ -56,8 +56,8 @@ def run(cfg: DictConfig) -> Path:
     """Write the dataset; returns the manifest's path."""
     from tqdm import tqdm
 
-    from decalite.data.synthetic import write_synthetic_dataset
     from decalite.flame.default import resolve_flame_dir
+    from decalite.synth import write_synthetic_dataset
 
     synth = synthetic_config(cfg)
     assets_dir = resolve_flame_dir(cfg.flame.dir, cache_dir=cfg.paths.cache_dir, seed=int(cfg.flame.seed))

@@ -1,0 +1,70 @@
+"""What the synthetic-data generator makes: :class:`SyntheticConfig`, and the generator's version tag."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from decalite.data import shards
+
+#: Bumped whenever the generator's output for a given configuration changes.
+SYNTH_VERSION = 1
+#: Stored in every manifest and sample (a format tag, kept as first written so datasets stay byte-identical;
+#: the generator now lives in :mod:`decalite.synth`).
+GENERATOR_NAME = f"decalite.data.synthetic v{SYNTH_VERSION}"
+
+
+@dataclass
+class SyntheticConfig:
+    """What to generate. Angles in degrees (config-friendly), jaw in radians, sizes in pixels.
+
+    Attributes:
+        identities: number of identities.
+        images_per_identity: K, images per identity.
+        size: side of the stored crops (shards' ``size``).
+        render_size: side of the rendered images (the crop is warped out of them).
+        uv_size: side of the UV maps (displacement, detail normals).
+        backend: rasterizer backend ("auto", "torch", "nvdiffrast").
+        seed: master seed.
+        n_shape, n_exp, n_tex: numbers of shape, expression and albedo components used.
+        shape_std, exp_std, tex_std: std of the random codes.
+        yaw, pitch, roll: head pose ranges (+-, degrees), uniform.
+        jaw: (min, max) jaw opening in radians, uniform.
+        light_variation: 0 = plain white frontal light; 1 = the default random directional terms and tints.
+        face_fraction: (min, max) landmark box side / render side, uniform (the crop covers twice that).
+        max_shift: largest offset of the face centre from the render centre (NDC units).
+        background_noise: std of the smooth noise added to the colour-gradient backgrounds.
+        landmark_noise: std of gaussian noise added to the stored landmarks (crop pixels).
+        detail_scale: multiplier of the displacement maps (0 disables details).
+        device: torch device to render on.
+    """
+
+    identities: int = 10
+    images_per_identity: int = 4
+    size: int = shards.DEFAULT_SIZE
+    render_size: int = 224
+    uv_size: int = 256
+    backend: str = "auto"
+    seed: int = 0
+    n_shape: int = 100
+    n_exp: int = 50
+    n_tex: int = 50
+    shape_std: float = 1.0
+    exp_std: float = 0.6
+    tex_std: float = 1.0
+    yaw: float = 40.0
+    pitch: float = 20.0
+    roll: float = 10.0
+    jaw: tuple[float, float] = (0.0, 0.4)
+    light_variation: float = 1.0
+    face_fraction: tuple[float, float] = (0.38, 0.5)
+    max_shift: float = 0.05
+    background_noise: float = 0.08
+    landmark_noise: float = 0.0
+    detail_scale: float = 1.0
+    device: str = "cpu"
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (tuples as lists), as stored in the manifest."""
+        return json.loads(json.dumps(asdict(self)))
