@@ -43,7 +43,7 @@ def stage_config(cfg: DictConfig):
 
 def ensure_synthetic_data(cfg: DictConfig) -> None:
     """Write the synthetic train/val shards when absent (resumable: finished shards are kept)."""
-    from decalite.data.synthetic import SyntheticConfig, write_synthetic_dataset
+    from decalite.synth import SyntheticConfig, write_synthetic_dataset
     from decalite.flame.default import resolve_flame_dir
 
     spec = cfg.data.synthetic
