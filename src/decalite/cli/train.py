@@ -43,8 +43,8 @@ def stage_config(cfg: DictConfig):
 
 def ensure_synthetic_data(cfg: DictConfig) -> None:
     """Write the synthetic train/val shards when absent (resumable: finished shards are kept)."""
-    from decalite.synth import SyntheticConfig, write_synthetic_dataset
     from decalite.flame.default import resolve_flame_dir
+    from decalite.synth import SyntheticConfig, write_synthetic_dataset
 
     spec = cfg.data.synthetic
     assets_dir = resolve_flame_dir(cfg.flame.dir, cache_dir=cfg.paths.cache_dir, seed=int(cfg.flame.seed))
