@@ -7,7 +7,7 @@ import torch
 
 from decalite.losses.landmark import landmark_loss
 from decalite.losses.objective import REGISTRY, check_weights, objective
-from decalite.training.swaps import within_group_permutation
+from decalite.data.swaps import within_group_permutation
 
 
 def test_objective_weights_and_skips():

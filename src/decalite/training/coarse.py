@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from decalite.data.swaps import within_group_permutation
 from decalite.deca import DECA
 from decalite.geometry.lighting import sh_shading
 from decalite.losses.landmark import normalised_landmark_error
@@ -20,7 +21,6 @@ from decalite.losses.objective import LossResult, objective
 from decalite.nets.codes import CodeSizes
 from decalite.training.base import StageModule, flatten_groups
 from decalite.training.config import StageConfig
-from decalite.training.swaps import within_group_permutation
 from decalite.types import FaceCode
 
 #: Terms that need the render.

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from decalite.data.swaps import within_group_permutation
 from decalite.deca import DECA
 from decalite.geometry.lighting import sh_shading
 from decalite.losses.objective import LossResult, objective
@@ -24,7 +25,6 @@ from decalite.render.uv_space import sample_image_in_uv
 from decalite.training.base import StageModule, flatten_groups
 from decalite.training.coarse import double_with_swapped
 from decalite.training.config import StageConfig
-from decalite.training.swaps import within_group_permutation
 
 #: A texel counts as visible when its coarse normal faces the camera by at least this much (DECA: 0.05).
 FACING = 0.05
