@@ -148,8 +148,8 @@ def test_closest_point_regions_by_hand() -> None:
 def test_float32_and_torch_inputs() -> None:
     mesh = trimesh.creation.icosphere(subdivisions=1)
     points = torch.tensor([[0.0, 0.0, 2.0], [0.1, 0.2, 0.3]], dtype=torch.float32)
-    dist, closest, face = point_to_mesh(points, torch.tensor(mesh.vertices, dtype=torch.float32),
-                                        torch.tensor(mesh.faces), k=4)
+    dist, _, _ = point_to_mesh(points, torch.tensor(mesh.vertices, dtype=torch.float32),
+                               torch.tensor(mesh.faces), k=4)
     ref, _ = _brute_force(points.double().numpy(), np.asarray(mesh.vertices, dtype=np.float32).astype(np.float64),
                           np.asarray(mesh.faces))
     assert dist.dtype == np.float64
