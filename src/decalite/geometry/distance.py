@@ -23,9 +23,31 @@ DEGENERATE_SIN2: float = 1e-8
 DEFAULT_CHUNK_PAIRS: int = 1 << 20
 
 
-def _dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Row-wise dot product, (..., 3) x (..., 3) -> (...)."""
-    return (x * y).sum(-1)
+# Vectors are kept as 3-tuples of contiguous (N,) component tensors: torch's reductions over a trailing axis of
+# size 3 are far slower on the CPU than three element-wise products.
+Vec = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _split(x: torch.Tensor) -> Vec:
+    """(N, 3) -> three contiguous (N,) components."""
+    return x[:, 0].contiguous(), x[:, 1].contiguous(), x[:, 2].contiguous()
+
+
+def _sub(u: Vec, v: Vec) -> Vec:
+    return u[0] - v[0], u[1] - v[1], u[2] - v[2]
+
+
+def _dot(u: Vec, v: Vec) -> torch.Tensor:
+    return u[0] * v[0] + u[1] * v[1] + u[2] * v[2]
+
+
+def _axpy(a: Vec, t: torch.Tensor, d: Vec) -> Vec:
+    """a + t * d, t (N,)."""
+    return a[0] + t * d[0], a[1] + t * d[1], a[2] + t * d[2]
+
+
+def _where(mask: torch.Tensor, u: Vec, v: Vec) -> Vec:
+    return torch.where(mask, u[0], v[0]), torch.where(mask, u[1], v[1]), torch.where(mask, u[2], v[2])
 
 
 def _safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
@@ -34,20 +56,19 @@ def _safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(num)).clamp(0.0, 1.0)
 
 
-def _closest_on_segments(p: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Closest point on segment [a, b] to p, row-wise; (N, 3) each. Zero-length segments give a."""
-    ab = b - a
-    t = _safe_ratio(_dot(p - a, ab), _dot(ab, ab))
-    return a + t[:, None] * ab
+def _closest_on_segments(p: Vec, a: Vec, b: Vec) -> Vec:
+    """Closest point on segment [a, b] to p, row-wise. Zero-length segments give a."""
+    ab = _sub(b, a)
+    return _axpy(a, _safe_ratio(_dot(_sub(p, a), ab), _dot(ab, ab)), ab)
 
 
-def _ericson(p: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _ericson(p: Vec, a: Vec, b: Vec, c: Vec) -> tuple[Vec, torch.Tensor]:
     """Ericson's Voronoi-region closest point, all branches evaluated and selected with ``torch.where``.
 
-    Returns the closest point (N, 3) and a (N,) mask of triangles too degenerate to trust the classification.
+    Returns the closest point and a (N,) mask of triangles too degenerate to trust the classification.
     """
-    ab, ac = b - a, c - a
-    ap, bp, cp = p - a, p - b, p - c
+    ab, ac = _sub(b, a), _sub(c, a)
+    ap, bp, cp = _sub(p, a), _sub(p, b), _sub(p, c)
     d1, d2 = _dot(ab, ap), _dot(ac, ap)
     d3, d4 = _dot(ab, bp), _dot(ac, bp)
     d5, d6 = _dot(ab, cp), _dot(ac, cp)
@@ -60,22 +81,17 @@ def _ericson(p: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor)
     den = va + vb + vc
     v = _safe_ratio(vb, den)
     w = torch.minimum(_safe_ratio(vc, den), 1.0 - v)
-    out = a + v[:, None] * ab + w[:, None] * ac
+    out = _axpy(_axpy(a, v, ab), w, ac)
 
     # Ericson tests A, B, AB, C, AC, BC, then the face, and returns at the first match: apply the selections in
     # reverse so that the earliest matching test is written last.
-    e_bc = (va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0)
-    t_bc = _safe_ratio(d4 - d3, (d4 - d3) + (d5 - d6))
-    out = torch.where(e_bc[:, None], b + t_bc[:, None] * (c - b), out)
-    e_ac = (vb <= 0) & (d2 >= 0) & (d6 <= 0)
-    t_ac = _safe_ratio(d2, d2 - d6)
-    out = torch.where(e_ac[:, None], a + t_ac[:, None] * ac, out)
-    out = torch.where(((d6 >= 0) & (d5 <= d6))[:, None], c, out)
-    e_ab = (vc <= 0) & (d1 >= 0) & (d3 <= 0)
-    t_ab = _safe_ratio(d1, d1 - d3)
-    out = torch.where(e_ab[:, None], a + t_ab[:, None] * ab, out)
-    out = torch.where(((d3 >= 0) & (d4 <= d3))[:, None], b, out)
-    out = torch.where(((d1 <= 0) & (d2 <= 0))[:, None], a, out)
+    d43, d56 = d4 - d3, d5 - d6
+    out = _where((va <= 0) & (d43 >= 0) & (d56 >= 0), _axpy(b, _safe_ratio(d43, d43 + d56), _sub(c, b)), out)
+    out = _where((vb <= 0) & (d2 >= 0) & (d6 <= 0), _axpy(a, _safe_ratio(d2, d2 - d6), ac), out)
+    out = _where((d6 >= 0) & (d5 <= d6), c, out)
+    out = _where((vc <= 0) & (d1 >= 0) & (d3 <= 0), _axpy(a, _safe_ratio(d1, d1 - d3), ab), out)
+    out = _where((d3 >= 0) & (d4 <= d3), b, out)
+    out = _where((d1 <= 0) & (d2 <= 0), a, out)
 
     # |ab x ac|^2 = |ab|^2 |ac|^2 - (ab.ac)^2 (= den up to rounding, but computed without p).
     ab2, ac2 = _dot(ab, ab), _dot(ac, ac)
@@ -108,30 +124,34 @@ def closest_points_on_triangles(points: torch.Tensor | np.ndarray,
     tri = tri.to(p.dtype)
     if p.ndim != 2 or p.shape[-1] != 3 or tri.shape != (p.shape[0], 3, 3):
         raise ValueError(f"expected points (P, 3) and triangles (P, 3, 3), got {tuple(p.shape)} and {tuple(tri.shape)}")
-    a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
-    out, degenerate = _ericson(p, a, b, c)
+    pv = _split(p)
+    a, b, c = _split(tri[:, 0]), _split(tri[:, 1]), _split(tri[:, 2])
+    out_v, degenerate = _ericson(pv, a, b, c)
+    out = torch.stack(out_v, 1)  # 3 x (P,) -> (P, 3)
     if bool(degenerate.any()):
         idx = degenerate.nonzero().squeeze(1)
-        pd, ad, bd, cd = p[idx], a[idx], b[idx], c[idx]
-        cands = torch.stack([out[idx], _closest_on_segments(pd, ad, bd), _closest_on_segments(pd, bd, cd),
-                             _closest_on_segments(pd, cd, ad)], 1)  # (D, 4, 3)
-        best = ((cands - pd[:, None]) ** 2).sum(-1).argmin(1)  # (D,)
+        pd, ad, bd, cd = (_split(x[idx]) for x in (p, tri[:, 0], tri[:, 1], tri[:, 2]))
+        cands = torch.stack([out[idx]] + [torch.stack(_closest_on_segments(pd, u, w), 1)
+                                          for u, w in ((ad, bd), (bd, cd), (cd, ad))], 1)  # (D, 4, 3)
+        best = ((cands - p[idx][:, None]) ** 2).sum(-1).argmin(1)  # (D,)
         out = out.index_copy(0, idx, cands[torch.arange(idx.numel()), best])
     return out.numpy() if as_numpy else out
 
 
-def _pair_distances(points: torch.Tensor, tri: torch.Tensor, pidx: np.ndarray, fidx: np.ndarray,
+def _pair_distances(points: np.ndarray, tri: np.ndarray, pidx: np.ndarray, fidx: np.ndarray,
                     chunk: int) -> tuple[np.ndarray, np.ndarray]:
-    """Closest points (N, 3) and squared distances (N,) for point-triangle pairs, chunked."""
+    """Squared distances (N,) and closest points (N, 3) for point-triangle pairs, chunked.
+
+    Gathers with numpy (torch's CPU fancy indexing of small trailing dimensions is much slower).
+    """
     sq = np.empty(len(pidx))
     cp = np.empty((len(pidx), 3))
     for s in range(0, len(pidx), chunk):
-        pi = torch.from_numpy(pidx[s:s + chunk])
-        fi = torch.from_numpy(fidx[s:s + chunk])
-        p = points[pi]
-        q = closest_points_on_triangles(p, tri[fi])
-        cp[s:s + chunk] = q.numpy()
-        sq[s:s + chunk] = ((q - p) ** 2).sum(-1).numpy()
+        p = points[pidx[s:s + chunk]]
+        q = closest_points_on_triangles(torch.from_numpy(p), torch.from_numpy(tri[fidx[s:s + chunk]])).numpy()
+        cp[s:s + chunk] = q
+        diff = q - p
+        sq[s:s + chunk] = np.einsum("ij,ij->i", diff, diff)
     return sq, cp
 
 
@@ -182,8 +202,6 @@ def point_to_mesh(points: torch.Tensor | np.ndarray, vertices: torch.Tensor | np
     radii = np.linalg.norm(tri_np - centroids[:, None], axis=-1).max(1)  # (F,)
     r_max = float(radii.max())
     tree = cKDTree(centroids)
-    tri = torch.from_numpy(tri_np)
-    pts_t = torch.from_numpy(pts)
     chunk = max(int(chunk_pairs), 1)
 
     # Pass 1: the k nearest centroids.
@@ -191,8 +209,8 @@ def point_to_mesh(points: torch.Tensor | np.ndarray, vertices: torch.Tensor | np
     dk, idx = tree.query(pts, k=kk, workers=workers)
     dk, idx = dk.reshape(n_p, kk), idx.reshape(n_p, kk)  # (P,) -> (P, 1) when kk == 1
     pidx = np.repeat(np.arange(n_p), kk)
-    sq, cp = _pair_distances(pts_t, tri, pidx, idx.ravel(), chunk)
-    best = _group_min(pidx, sq)
+    sq, cp = _pair_distances(pts, tri_np, pidx, idx.ravel(), chunk)
+    best = np.arange(n_p) * kk + sq.reshape(n_p, kk).argmin(1)  # (P*k,) pairs, point-major
     dist2, closest, face = sq[best], cp[best], idx.ravel()[best]
     dist = np.sqrt(dist2)
 
@@ -210,7 +228,7 @@ def point_to_mesh(points: torch.Tensor | np.ndarray, vertices: torch.Tensor | np
         keep = lower <= dist[pj] + slack
         pj, fj = pj[keep], fj[keep]
         if len(pj):
-            sq2, cp2 = _pair_distances(pts_t, tri, pj, fj, chunk)
+            sq2, cp2 = _pair_distances(pts, tri_np, pj, fj, chunk)
             sel = _group_min(pj, sq2)
             better = sq2[sel] < dist2[pj[sel]]
             rows = pj[sel][better]
