@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as cache, initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("reconstruct", overrides=["input=x", f"model={args.model}", f"paths.cache_dir={cache}"])
-        deca, _ = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths, "cpu")
+        deca = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)[0].eval()
         landmarker = make_landmarker("dlib")
         photo = skimage.data.astronaut()
         start = time.perf_counter()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,9 @@ import trimesh
 from hydra import compose, initialize_config_dir
 
 from decalite.cli._hydra import CONF_DIR
+from decalite.config import FlameConfig
 from decalite.errors import AssetError
-from decalite.flame import load_flame_layer
+from decalite.factory import load_assets, load_flame_layer
 from decalite.flame.assets import load_flame_assets
 from decalite.flame.default import resolve_flame_dir
 from decalite.flame.synthetic import generate_head, write_generated_head
@@ -71,8 +73,8 @@ def test_unset_flame_dir_uses_generated_head_and_says_so_once(tmp_path, caplog):
     assert first == second and (first / "generic_model.pkl").exists()
     notes = [r for r in caplog.records if "generated FLAME-format head" in r.message]
     assert len(notes) == 1
-    layer = load_flame_layer(None, n_shape=10, n_exp=5, cache_dir=tmp_path)
-    assert layer.n_vertices == generate_head(0).model.n_vertices
+    layer = load_flame_layer(FlameConfig(n_shape=10, n_exp=5), cache_dir=tmp_path)
+    assert layer.n_vertices == generate_head(0).model.n_vertices and (layer.n_shape, layer.n_exp) == (10, 5)
 
 
 def test_missing_flame_folder_names_it_and_the_fix(tmp_path):
@@ -87,7 +89,17 @@ def test_assets_cli_writes_a_complete_folder(tmp_path):
     names = {p.name for p in out.iterdir()}
     assert {"generic_model.pkl", "landmark_embedding.npy", "head_template.obj", "uv_face_mask.png",
             "uv_face_eye_mask.png", "albedo.npz"} <= names
-    assert load_flame_assets(out).model.n_vertices > 4000
+    assets = load_flame_assets(out)
+    assert assets.model.n_vertices > 4000
+    assert assets.generated  # a written generated head is recognised wherever it lives
+
+
+def test_assets_know_whether_they_are_the_generated_head(tmp_path):
+    assert load_assets(FlameConfig(), cache_dir=tmp_path, albedo=False).generated
+    flame_like = tmp_path / "flame"
+    shutil.copytree(resolve_flame_dir(None, cache_dir=tmp_path), flame_like)
+    (flame_like / "README.txt").unlink()  # a FLAME folder has no generated-head README
+    assert not load_assets(FlameConfig(dir=str(flame_like)), albedo=False).generated
 
 
 def test_demo_writes_meshes_that_load(tmp_path):

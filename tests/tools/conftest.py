@@ -26,7 +26,8 @@ def cfg_factory(tmp_path_factory):
 @pytest.fixture(scope="session")
 def small_deca(cfg_factory):
     cfg = cfg_factory("reconstruct", "input=unused")
-    deca, assets = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths, "cpu")
+    deca, assets = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
+    deca.eval()
     return deca, assets
 
 

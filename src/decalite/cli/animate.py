@@ -17,11 +17,12 @@ log = logging.getLogger("decalite.animate")
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="animate")
 def main(cfg: DictConfig) -> None:
     from decalite.animate import load_codes, render_frames, sweep_codes, write_animation
-    from decalite.factory import build_deca
+    from decalite.factory import build_deca, resolve_device
     from decalite.io.images import InputError
     from decalite.reconstruct import codes_for_input, landmarker_for
 
-    deca, _ = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths, cfg.device)
+    deca, _ = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
+    deca = deca.to(resolve_device(cfg.device)).eval()
     device = next(deca.parameters()).device
     try:
         if cfg.codes:

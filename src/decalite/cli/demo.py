@@ -83,15 +83,11 @@ def _render_all(cfg, layer, assets, meshes_inputs, out: Path) -> dict:
     """Render every named mesh (textured with landmarks | grey shape | mesh overlay) and a detail comparison."""
     from torchvision.utils import make_grid, save_image
 
+    from decalite.factory import build_renderer
     from decalite.geometry.camera import ndc_to_pixels
-    from decalite.render.renderer import Renderer
     from decalite.render.stages import composite, draw_points, wireframe_mask
 
-    r = cfg.renderer
-    renderer = Renderer(
-        assets.uv, assets.face_eye_mask, image_size=int(r.image_size), uv_size=int(r.uv_size),
-        backend=r.backend, cull_backfaces=bool(r.cull_backfaces), antialias=bool(r.antialias),
-    ).to(cfg.device)
+    renderer = build_renderer(cfg.renderer, assets).to(cfg.device)
     if assets.albedo is not None:
         albedo = torch.from_numpy(assets.albedo.mean).permute(2, 0, 1)[None].to(cfg.device)  # (H, W, 3) -> (1, 3, H, W)
     else:
@@ -141,21 +137,16 @@ def _write_dense_mesh(renderer, vertices: torch.Tensor, displacement: torch.Tens
 
 
 def run(cfg: DictConfig) -> dict:
-    from decalite.factory import resolve_device
+    from decalite.factory import build_flame, load_assets, resolve_device
     from decalite.flame.asset_writer import write_obj_with_uvs
-    from decalite.flame.assets import load_flame_assets
-    from decalite.flame.default import resolve_flame_dir
-    from decalite.flame.layer import FlameLayer
     from decalite.flame.synthetic import EXPRESSION_NAMES
 
     cfg.device = str(resolve_device(cfg.device))
     out = Path(cfg.out) / "head"
     out.mkdir(parents=True, exist_ok=True)
-    generated = not cfg.flame.dir
-    root = resolve_flame_dir(cfg.flame.dir, cache_dir=cfg.paths.cache_dir, seed=int(cfg.flame.seed))
-    assets = load_flame_assets(root)
-    layer = FlameLayer(assets.model, assets.embedding, n_shape=int(cfg.flame.n_shape), n_exp=int(cfg.flame.n_exp))
-    layer = layer.to(cfg.device)
+    assets = load_assets(cfg.flame, cfg.paths.cache_dir)
+    generated = assets.generated
+    layer = build_flame(cfg.flame, assets).to(cfg.device)
     # Named expressions are those of the generated head; a real FLAME model has PCA components instead.
     names = EXPRESSION_NAMES if generated else ()
     meshes = {}
@@ -171,7 +162,7 @@ def run(cfg: DictConfig) -> dict:
     rendering = _render_all(cfg, layer, assets, poses, out)
     extent = assets.model.v_template.max(0) - assets.model.v_template.min(0)
     summary = {
-        "flame_dir": str(root),
+        "flame_dir": assets.root,
         "head": "generated (synthetic)" if generated else "FLAME (user-supplied)",
         "vertices": assets.model.n_vertices,
         "faces": int(assets.model.faces.shape[0]),
@@ -195,7 +186,7 @@ def reconstruct_and_animate(cfg: DictConfig) -> dict:
     from PIL import Image
 
     from decalite.animate import load_codes, render_frames, sweep_codes, write_animation
-    from decalite.factory import build_deca
+    from decalite.factory import build_deca, resolve_device
     from decalite.reconstruct import landmarker_for
     from decalite.reconstruct import run as reconstruct
 
@@ -204,7 +195,8 @@ def reconstruct_and_animate(cfg: DictConfig) -> dict:
     photo = inputs / "astronaut.png"
     Image.fromarray(skimage.data.astronaut()).save(photo)  # public domain (NASA), shipped with scikit-image
     cfg.input = str(photo)
-    deca, assets = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths, cfg.device)
+    deca, assets = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
+    deca = deca.to(resolve_device(cfg.device)).eval()
     landmarker = landmarker_for(cfg.landmarks)
     summary = reconstruct(deca, assets, landmarker, cfg)
     if not summary["reconstructed"]:

@@ -19,11 +19,12 @@ log = logging.getLogger("decalite.reconstruct")
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="reconstruct")
 def main(cfg: DictConfig) -> None:
-    from decalite.factory import build_deca
+    from decalite.factory import build_deca, resolve_device
     from decalite.io.images import InputError
     from decalite.reconstruct import landmarker_for, run
 
-    deca, assets = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths, cfg.device)
+    deca, assets = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
+    deca = deca.to(resolve_device(cfg.device)).eval()
     if not cfg.model.get("checkpoint"):
         log.warning("No trained checkpoint (model.checkpoint=null): every face is fitted from the mean face "
                     "(%d steps)", cfg.fit_steps)

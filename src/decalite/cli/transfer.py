@@ -18,11 +18,12 @@ log = logging.getLogger("decalite.transfer")
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="transfer")
 def main(cfg: DictConfig) -> None:
     from decalite.animate import render_frames, transfer_codes, write_animation
-    from decalite.factory import build_deca
+    from decalite.factory import build_deca, resolve_device
     from decalite.io.images import InputError
     from decalite.reconstruct import codes_for_input, landmarker_for
 
-    deca, _ = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths, cfg.device)
+    deca, _ = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
+    deca = deca.to(resolve_device(cfg.device)).eval()
     landmarker = landmarker_for(cfg.landmarks)
     try:
         source, src_names, _ = codes_for_input(deca, landmarker, cfg.source, cfg)

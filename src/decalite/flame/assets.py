@@ -31,6 +31,7 @@ from decalite.errors import (
     FLAME_HOW_TO_OBTAIN,
     AssetError,
 )
+from decalite.flame.default import is_generated_head
 from decalite.flame.model_data import (
     N_CONTOUR,
     N_LANDMARKS,
@@ -572,6 +573,7 @@ class FlameAssets:
         root: the folder.
         fixed_displacement: (256, 256) DECA's fixed displacement when the folder holds
             ``fixed_displacement_256.npy``, else None.
+        generated: True when the folder holds decalite's generated head (its README says so), False for FLAME.
     """
 
     model: FlameModelData
@@ -582,6 +584,7 @@ class FlameAssets:
     albedo: AlbedoData | None
     root: str
     fixed_displacement: np.ndarray | None = None
+    generated: bool = False
 
 
 def find_albedo_file(root: PathLike) -> Path | None:
@@ -647,4 +650,5 @@ def load_flame_assets(
         albedo=albedo_data,
         root=root_s,
         fixed_displacement=load_fixed_displacement(fixed) if os.path.exists(fixed) else None,
+        generated=is_generated_head(root_s),
     )

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from decalite.errors import AssetError
-from decalite.flame.synthetic import GENERATOR_VERSION, write_generated_head
+from decalite.flame.synthetic import GENERATED_MARKER, GENERATED_README, GENERATOR_VERSION, write_generated_head
 
 log = logging.getLogger(__name__)
 _announced: set[str] = set()
@@ -34,7 +34,7 @@ def generated_head_dir(cache_dir: str | Path | None = None, seed: int = 0) -> Pa
     """The generated head's folder, written on first use (atomically, so parallel ranks can race safely)."""
     root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     target = root / f"generated_head_v{GENERATOR_VERSION}_seed{seed}"
-    if (target / "README.txt").exists():
+    if (target / GENERATED_README).exists():
         return target
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
@@ -43,11 +43,21 @@ def generated_head_dir(cache_dir: str | Path | None = None, seed: int = 0) -> Pa
         try:
             tmp.rename(target)
         except OSError:  # another process won the race
-            if not (target / "README.txt").exists():
+            if not (target / GENERATED_README).exists():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def is_generated_head(root: str | Path) -> bool:
+    """Whether ``root`` holds decalite's generated head (written by :func:`write_generated_head`), not FLAME.
+
+    True for the cached folder :func:`resolve_flame_dir` picks when ``flame.dir`` is unset and for a folder the
+    user wrote with ``decalite-assets`` and named in ``flame.dir``.
+    """
+    readme = Path(root) / GENERATED_README
+    return readme.is_file() and GENERATED_MARKER in readme.read_text(errors="ignore")
 
 
 def resolve_flame_dir(flame_dir: str | Path | None, cache_dir: str | Path | None = None, seed: int = 0) -> Path:

@@ -30,12 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from decalite.config import FlameConfig, RendererConfig
 from decalite.data import shards
+from decalite.factory import build_flame, build_renderer
 from decalite.flame.assets import FlameAssets, load_flame_assets
-from decalite.flame.layer import FlameLayer
 from decalite.flame.synthetic import EXPRESSION_NAMES, generate_head
 from decalite.geometry.camera import ndc_to_pixels
-from decalite.render.renderer import Renderer
 from decalite.render.stages import sample_texture, to_image_layout
 from decalite.synth.cameras import face_camera
 from decalite.synth.config import SyntheticConfig
@@ -60,13 +60,13 @@ class SyntheticGenerator:
                  expression_names: Sequence[str] | str = "auto") -> None:
         self.cfg = cfg
         self.device = torch.device(cfg.device)
-        assets, generated = _load_assets(assets_dir, cfg.n_tex)
+        assets = _load_assets(assets_dir, cfg.n_tex)
         if expression_names == "auto":
-            expression_names = EXPRESSION_NAMES if generated else ()
-        self.assets_source = "generated" if generated else str(assets_dir)
-        self.flame = FlameLayer(assets.model, assets.embedding, n_shape=cfg.n_shape, n_exp=cfg.n_exp).to(self.device)
-        self.renderer = Renderer(assets.uv, assets.face_eye_mask, image_size=cfg.render_size, uv_size=cfg.uv_size,
-                                 backend=cfg.backend).to(self.device)
+            expression_names = EXPRESSION_NAMES if assets.generated else ()
+        self.assets_source = "generated" if assets.generated else str(assets_dir)
+        self.flame = build_flame(FlameConfig(n_shape=cfg.n_shape, n_exp=cfg.n_exp), assets).to(self.device)
+        renderer = RendererConfig(backend=cfg.backend, image_size=cfg.render_size, uv_size=cfg.uv_size)
+        self.renderer = build_renderer(renderer, assets).to(self.device)
         if assets.albedo is None:
             raise ValueError(f"the FLAME folder {assets_dir} has no albedo model; synthetic data needs one")
         n_tex = min(cfg.n_tex, assets.albedo.n_components)
@@ -136,16 +136,13 @@ class SyntheticGenerator:
                                      masks=crops["masks"], meta=meta, gt=gt)
 
 
-def _load_assets(assets_dir: str | Path | None, n_tex: int) -> tuple[FlameAssets, bool]:
-    """(assets, is_generated_head): the folder's assets, or the generated head built in memory."""
+def _load_assets(assets_dir: str | Path | None, n_tex: int) -> FlameAssets:
+    """The folder's assets (with an albedo model), or the generated head (seed 0) built in memory."""
     if assets_dir is None:
         head = generate_head(0)
-        assets = FlameAssets(model=head.model, embedding=head.embedding, uv=head.uv, face_mask=head.face_mask,
-                             face_eye_mask=head.face_eye_mask, albedo=head.albedo, root="<generated>")
-        return assets, True
-    readme = Path(assets_dir) / "README.txt"
-    generated = readme.is_file() and "decalite generated" in readme.read_text(errors="ignore")
-    return load_flame_assets(assets_dir, n_tex=n_tex, require_albedo=True), generated
+        return FlameAssets(model=head.model, embedding=head.embedding, uv=head.uv, face_mask=head.face_mask,
+                           face_eye_mask=head.face_eye_mask, albedo=head.albedo, root="<generated>", generated=True)
+    return load_flame_assets(assets_dir, n_tex=n_tex, require_albedo=True)
 
 
 def generate_identity(cfg: SyntheticConfig, index: int, assets_dir: str | Path | None = None) -> shards.IdentitySample:

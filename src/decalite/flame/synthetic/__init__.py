@@ -30,10 +30,14 @@ from decalite.flame.synthetic.landmarks import landmark_embedding
 from decalite.flame.synthetic.rigging import PARENTS, joint_regressor, skinning_weights
 from decalite.types import UVLayout
 
-__all__ = ["GeneratedHead", "generate_head", "write_generated_head", "EXPRESSION_NAMES", "SHAPE_NAMES", "GENERATOR_VERSION"]
+__all__ = ["GeneratedHead", "generate_head", "write_generated_head", "EXPRESSION_NAMES", "SHAPE_NAMES", "GENERATOR_VERSION",
+           "GENERATED_README", "GENERATED_MARKER"]
 
 #: Bumped whenever the generator's output changes, so cached folders are regenerated.
 GENERATOR_VERSION = 4
+#: The file a written generated head carries, and the text it starts with (how a folder is recognised).
+GENERATED_README = "README.txt"
+GENERATED_MARKER = "decalite generated FLAME-format head"
 
 
 @dataclass(frozen=True)
@@ -92,8 +96,8 @@ def write_generated_head(out_dir: str | Path, seed: int = 0) -> Path:
     w.write_uv_mask(out / "uv_face_mask.png", head.face_mask)
     w.write_uv_mask(out / "uv_face_eye_mask.png", head.face_eye_mask)
     w.write_albedo_npz(out / "albedo.npz", head.albedo)
-    (out / "README.txt").write_text(
-        "decalite generated FLAME-format head "
+    (out / GENERATED_README).write_text(
+        f"{GENERATED_MARKER} "
         f"(generator version {GENERATOR_VERSION}, seed {seed}).\n"
         "Synthetic: not the licensed FLAME model. Same file formats and conventions as FLAME 2020:\n"
         "metres, +y up, +z towards the camera, +x to the subject's left, radians.\n"

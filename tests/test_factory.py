@@ -1,0 +1,44 @@
+"""The builders build: modules from config groups, on the CPU, in the constructors' mode; callers place them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from decalite.config import FlameConfig, ModelConfig, PathsConfig, RendererConfig
+from decalite.factory import build_deca, build_flame, build_renderer, load_assets
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    return load_assets(FlameConfig(), tmp_path_factory.mktemp("cache"))
+
+
+def test_build_flame_takes_the_flame_group(assets):
+    layer = build_flame(FlameConfig(n_shape=7, n_exp=3, contour_convention="smplx"), assets)
+    assert (layer.n_shape, layer.n_exp) == (7, 3)
+    assert layer.contour_convention == "smplx"
+    assert layer.v_template.device.type == "cpu"
+
+
+@pytest.mark.parametrize(("value", "expected"), [("auto", True), ("false", False), ("True", True), (False, False)])
+def test_build_renderer_reads_cull_backfaces(assets, value, expected):
+    renderer = build_renderer(RendererConfig(image_size=32, uv_size=16, backend="torch", cull_backfaces=value), assets)
+    assert renderer.image_size == 32 and renderer.cull_backfaces is expected  # auto: the generated head is closed
+    assert renderer.fixed_displacement is None
+
+
+def test_build_deca_leaves_placement_and_mode_to_the_caller(tmp_path):
+    deca, assets = build_deca(FlameConfig(n_shape=10, n_exp=5), ModelConfig(backbone="resnet18", n_shape=10, n_exp=5),
+                              RendererConfig(image_size=32, uv_size=32, backend="torch"), PathsConfig(cache_dir=str(tmp_path)))
+    assert assets.generated
+    assert deca.training  # not switched to eval by the builder
+    assert {p.device.type for p in deca.parameters()} == {"cpu"}
+    assert deca.flame.n_shape == 10 and deca.renderer.image_size == 32
+    assert isinstance(deca.to(torch.device("cpu")).eval(), torch.nn.Module) and not deca.training
+
+
+def test_build_deca_rejects_code_sizes_that_differ_from_the_flame_layer(tmp_path):
+    with pytest.raises(ValueError, match="flame.n_shape"):
+        build_deca(FlameConfig(n_shape=10, n_exp=5), ModelConfig(n_shape=20, n_exp=5), RendererConfig(),
+                   PathsConfig(cache_dir=str(tmp_path)))
