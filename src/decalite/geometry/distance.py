@@ -19,8 +19,10 @@ __all__ = ["DEGENERATE_SIN2", "closest_points_on_triangles", "point_to_mesh"]
 #: treated as degenerate: its closest point is also searched on its three edges as segments.
 DEGENERATE_SIN2: float = 1e-8
 
-#: Default number of point-triangle pairs evaluated at once by ``point_to_mesh`` (about 0.5 GB in float64).
-DEFAULT_CHUNK_PAIRS: int = 1 << 20
+#: Default number of point-triangle pairs evaluated at once by ``point_to_mesh``. Small on purpose: the
+#: element-wise temporaries then stay in cache (about 3x faster on a 2-core CPU than chunks of 2**18 to 2**20
+#: pairs, which spend their time allocating and streaming memory); memory use is a few MB.
+DEFAULT_CHUNK_PAIRS: int = 1 << 14
 
 
 # Vectors are kept as 3-tuples of contiguous (N,) component tensors: torch's reductions over a trailing axis of
@@ -181,7 +183,7 @@ def point_to_mesh(points: torch.Tensor | np.ndarray, vertices: torch.Tensor | np
     Args:
         points: (P, 3). vertices: (V, 3). faces: (F, 3) int. numpy or torch (computed in float64 on the CPU).
         k: candidate triangles per point in the first pass (clipped to F).
-        chunk_pairs: point-triangle pairs evaluated at once (memory bound, roughly 500 bytes per pair).
+        chunk_pairs: point-triangle pairs evaluated at once (memory is roughly 1 kB per pair).
         workers: threads for the k-d tree queries (scipy's ``workers``; -1 = all cores).
 
     Returns:
