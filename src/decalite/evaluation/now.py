@@ -197,8 +197,8 @@ def _compose(step: np.ndarray, centre: np.ndarray, sim: Similarity, fix_scale: b
 
 def refine_alignment(scan_points: np.ndarray | torch.Tensor, mesh_vertices: np.ndarray | torch.Tensor,
                      faces: np.ndarray | torch.Tensor, scale: float, R: np.ndarray, t: np.ndarray,
-                     iterations: int = 50, rel_tol: float = 1e-9, fix_scale: bool = False,
-                     k: int = 32) -> Similarity:
+                     iterations: int = 50, rel_tol: float = 1e-6, fix_scale: bool = False,
+                     k: int = 32, history: list[float] | None = None) -> Similarity:
     """Refine the similarity placing ``mesh_vertices`` on the scan so the scan-to-mesh distance decreases.
 
     Objective: the mean squared distance from the scan points to the transformed mesh's surface, the
@@ -215,6 +215,7 @@ def refine_alignment(scan_points: np.ndarray | torch.Tensor, mesh_vertices: np.n
         faces: (F, 3). scale, R, t: the starting similarity (from the landmarks).
         fix_scale: keep ``scale`` (metrical mode; the NoW code then optimises rotation and translation only).
         k: candidate triangles per point for ``point_to_mesh``.
+        history: if a list, the objective of the start and of every accepted step is appended to it.
 
     Returns:
         (scale, R (3, 3), t (3,)).
@@ -226,6 +227,8 @@ def refine_alignment(scan_points: np.ndarray | torch.Tensor, mesh_vertices: np.n
     if len(scan) < 3 or iterations <= 0:
         return start
     best = _fit(scan, verts, fcs, start, k)
+    if history is not None:
+        history.append(best.objective)
     centre = scan.mean(0)
     floor = (1e-12 * float(np.sqrt(((scan - centre) ** 2).sum(1).mean()))) ** 2  # exact fit, to rounding
     damping = 1e-6
@@ -254,6 +257,8 @@ def refine_alignment(scan_points: np.ndarray | torch.Tensor, mesh_vertices: np.n
             trial = cand
         converged = best.objective - trial.objective <= rel_tol * best.objective
         best = trial
+        if history is not None:
+            history.append(best.objective)
         if converged:
             break
     return best.sim
