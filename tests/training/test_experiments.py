@@ -65,3 +65,26 @@ def test_fast_dev_run_of_every_experiment(workspace, name):
     result = run(_cfg(tmp, *overrides))
     assert result.skipped_steps == 0
     assert any(k.startswith("train/loss/") for k in result.metrics)
+
+
+def test_synthetic_benchmark_writes_the_table(workspace):
+    """decalite-evaluate scores before / after / mean face on held-out identities and writes train_eval.json."""
+    import json
+
+    from decalite.cli.evaluate import run as evaluate
+
+    tmp, coarse, _ = workspace
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("evaluate", overrides=[*SMALL, "experiment=synthetic_cpu", f"paths.data_dir={tmp / 'data'}",
+                                             f"paths.log_dir={tmp / 'logs'}", f"paths.cache_dir={tmp / 'cache'}",
+                                             f"checkpoint={coarse.checkpoint}", f"out={tmp / 'eval'}",
+                                             "max_identities=1", "data.k=2"])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp / "eval")
+    scores = evaluate(cfg)
+    saved = json.loads((tmp / "eval" / "train_eval.json").read_text())
+    assert set(saved) == {"before", "after", "mean_face"}
+    for row in saved.values():
+        assert row["landmark_nme"] > 0 and row["shape_mm"] >= 0 and row["displacement_mm"] is not None
+    assert saved["mean_face"]["detail_consistency_mm"] is None
+    assert scores["after"]["landmark_nme"] == saved["after"]["landmark_nme"]
