@@ -80,6 +80,8 @@ def run(cfg: DictConfig):
     datamodule = instantiate(data_cfg, scale_range=tuple(data_cfg["scale_range"]))
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and c.get("_target_")]
+    if not cfg.trainer.get("enable_progress_bar", True):  # a progress-bar callback would contradict it
+        callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     result = train(module, datamodule, trainer, resume=cfg.get("resume"))
     output = Path(cfg.paths.output_dir)
