@@ -34,7 +34,8 @@ def main() -> None:
         landmarker = make_landmarker("dlib")
         photo = skimage.data.astronaut()
         start = time.perf_counter()
-        face = detect_faces(InputItem("astronaut", "astronaut.png"), photo, landmarker, False)[0]
+        face = detect_faces(InputItem("astronaut", "astronaut.png"), photo, landmarker, False,
+                            size=deca.renderer.image_size)[0]
         detect_ms = (time.perf_counter() - start) * 1000
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, model={args.model}")
         print(f"detection + landmarks + crop (dlib, 512x512 photo): {detect_ms:.0f} ms per image")

@@ -56,7 +56,7 @@ class DECA(nn.Module):
         self.detail_decoder = DetailDecoder(sizes.detail_latent)
 
     def encode(self, images: torch.Tensor, detail: bool = True) -> FaceCode:
-        """(B, 3, 224, 224) images in [0, 1] -> FaceCode (with the detail code unless ``detail=False``)."""
+        """(B, 3, H, W) images in [0, 1] (DECA: 224 x 224) -> FaceCode (with the detail code unless detail=False)."""
         code = split_code(self.coarse_encoder(images), self.sizes)
         if detail:
             code.detail = self.detail_encoder(images)

@@ -1,5 +1,8 @@
 """Photos to detailed, animatable heads: detect, crop (DECA's 1.25 x landmark box), encode and/or fit, export.
 
+Crops are S x S with S the renderer's image size (``renderer.image_size``; 224 as DECA by default), so the
+encoder, the photometric fit and the renders all see the same pixels.
+
 Every input is processed on its own terms: a bad file, a photo without a face or a failing step becomes a
 failure record with the reason, and the other inputs still complete. ``run`` returns a summary whose
 ``failures`` list is empty when everything worked.
@@ -33,16 +36,15 @@ from decalite.types import FaceCode
 
 log = logging.getLogger(__name__)
 CROP_SCALE = 1.25
-IMAGE_SIZE = 224
 
 
 @dataclass
 class Face:
-    """One face to reconstruct: a 224 x 224 crop, its landmarks and where it came from."""
+    """One face to reconstruct: an S x S crop (S: the renderer's image size), its landmarks and where it came from."""
 
     name: str
     source: str
-    crop: np.ndarray  # (224, 224, 3) uint8
+    crop: np.ndarray  # (S, S, 3) uint8
     landmarks_px: np.ndarray | None  # (68, 2) pixel-index coordinates in the crop
     crop_box: list[float] | None = None
     detector: str = "none"
@@ -52,7 +54,7 @@ class Face:
         """(68, 2) image-normalised landmarks of the crop ([-1, 1], +y down)."""
         if self.landmarks_px is None:
             return None
-        return (self.landmarks_px + 0.5) / IMAGE_SIZE * 2.0 - 1.0
+        return (self.landmarks_px + 0.5) / self.crop.shape[0] * 2.0 - 1.0
 
 
 @dataclass
@@ -75,12 +77,15 @@ def landmarker_for(name: str):
     return make_landmarker(name)
 
 
-def detect_faces(item: InputItem, image: np.ndarray, landmarker, all_faces: bool, scale: float = CROP_SCALE) -> list[Face]:
-    """Crops of the largest face (or of all faces). Raises InputError when no face is found."""
+def detect_faces(item: InputItem, image: np.ndarray, landmarker, all_faces: bool, scale: float = CROP_SCALE, *,
+                 size: int) -> list[Face]:
+    """size x size crops of the largest face (or of all faces); ``size`` is the renderer's image size.
+
+    Without a landmarker the whole image is resized to the crop. Raises InputError when no face is found.
+    """
     if landmarker is None:
         crop = Crop(box=np.array([0, 0, image.shape[1], image.shape[0]], float),
-                    matrix=np.array([[IMAGE_SIZE / image.shape[1], 0, 0], [0, IMAGE_SIZE / image.shape[0], 0]]),
-                    size=IMAGE_SIZE)
+                    matrix=np.array([[size / image.shape[1], 0, 0], [0, size / image.shape[0], 0]]), size=size)
         return [Face(item.name, str(item.path), warp(image, crop), None, crop.box.tolist(), "none")]
     detections = _detect_scaled(landmarker, image)
     if not detections:
@@ -93,7 +98,7 @@ def detect_faces(item: InputItem, image: np.ndarray, landmarker, all_faces: bool
         detections = [largest_face(detections)]
     faces = []
     for i, det in enumerate(detections):
-        crop = square_crop(det.landmarks, scale, IMAGE_SIZE)
+        crop = square_crop(det.landmarks, scale, size)
         name = item.name if i == 0 and not all_faces else f"{item.name}_face{i}"
         faces.append(Face(name, str(item.path), warp(image, crop), transform_points(det.landmarks, crop.matrix),
                           crop.box.tolist(), landmarker.name))
@@ -161,7 +166,7 @@ def _vis_grid(face: Face, image: torch.Tensor, out, deca: DECA, code: FaceCode, 
     fitted = ndc_to_pixels(orthographic_project(out.landmarks2d_model[b : b + 1], code.cam[b : b + 1])[..., :2], size, size)
     with_lmk = image[None]
     if face.landmarks_px is not None:
-        detected = torch.from_numpy(face.landmarks_px + 0.5).float()[None] * (size / IMAGE_SIZE)
+        detected = torch.from_numpy(face.landmarks_px + 0.5).float()[None] * (size / face.crop.shape[0])
         with_lmk = draw_points(with_lmk, detected, color=(0.1, 0.9, 0.1))
     with_lmk = draw_points(with_lmk, fitted.cpu().float(), color=(0.9, 0.1, 0.1))
     verts, cam = out.vertices[b : b + 1], code.cam[b : b + 1]
@@ -296,7 +301,8 @@ def run(deca: DECA, assets, landmarker, cfg) -> dict[str, Any]:
     for item in tqdm(items, desc="reconstruct", unit="image", disable=not cfg.progress):
         try:
             image = item.load()
-            pending.extend(detect_faces(item, image, landmarker, bool(cfg.all_faces), float(cfg.crop_scale)))
+            pending.extend(detect_faces(item, image, landmarker, bool(cfg.all_faces), float(cfg.crop_scale),
+                                        size=deca.renderer.image_size))
         except InputError as err:
             failures.append({"file": err.path if item.frame is None else f"{err.path}#frame{item.frame}",
                              "reason": err.reason})
@@ -333,7 +339,8 @@ def codes_for_input(deca: DECA, landmarker, spec: str | Path, cfg) -> tuple[Face
     codes, names = [], []
     for item in items:
         try:
-            face = detect_faces(item, item.load(), landmarker, False, float(cfg.crop_scale))[0]
+            face = detect_faces(item, item.load(), landmarker, False, float(cfg.crop_scale),
+                                size=deca.renderer.image_size)[0]
             code, _, _ = infer(deca, [face], trained, fit_cfg)
         except InputError as err:
             failures.append({"file": err.path, "reason": err.reason})

@@ -46,7 +46,7 @@ def known_faces(small_deca):
     code.cam = torch.tensor([[8.0, 0.0, 0.02], [7.0, 0.01, 0.0]])
     with torch.no_grad():
         out = deca.decode(code, detail=False, background=0.5)
-        lmk = (out.landmarks2d + 1.0) * 0.5 * 224 - 0.5  # image-normalised -> pixel-index coordinates
+        lmk = (out.landmarks2d + 1.0) * 0.5 * deca.renderer.image_size - 0.5  # image-normalised -> pixel indices
     faces = []
     for b in range(2):
         crop = (out.render.image[b].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)

@@ -68,3 +68,22 @@ def test_all_faces_and_unwritable_output(inputs, tmp_path, tmp_path_factory):
     proc = _run(f"input={inputs / 'astronaut.jpg'}", f"output={blocker / 'sub'}", "landmarks=dlib", "model=small",
                 f"paths.cache_dir={cache}", "progress=false", cwd=tmp_path)
     assert proc.returncode == 2 and "not writable" in proc.stdout + proc.stderr
+
+
+def test_other_renderer_image_size_with_the_photometric_fit(inputs, tmp_path, tmp_path_factory):
+    """Crops follow renderer.image_size, so the photometric term compares images of one size (it used to crop 224)."""
+    cache = tmp_path_factory.mktemp("cache")
+    out = tmp_path / "small"
+    proc = _run(f"input={inputs / 'astronaut.jpg'}", f"output={out}", "landmarks=dlib", "fit_steps=100",
+                "fit_photometric=2.0", "renderer.image_size=128", "renderer.uv_size=128", "model=small",
+                f"paths.cache_dir={cache}", "progress=false", "save.obj=false", "save.dense=false", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert not summary["failures"]
+    (rec,) = summary["reconstructed"]
+    assert rec["landmark_error_after"] < 0.75 * rec["landmark_error_before"]  # about 0.070 -> 0.042
+    folder = out / "astronaut"
+    assert Image.open(folder / "astronaut_depth.png").size == (128, 128)
+    vis = Image.open(folder / "astronaut_vis.png")
+    assert vis.size == (5 * 130 + 2, 132)  # 5 panels of 128 px, 2 px padding
+    assert np.loadtxt(folder / "astronaut_lmk2d.txt").shape == (68, 2)

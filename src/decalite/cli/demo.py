@@ -217,8 +217,9 @@ def main(cfg: DictConfig) -> None:
         "%s head: %d vertices, %d faces, extent %s m; FLAME forward %s ms (CPU)",
         summary["head"], summary["vertices"], summary["faces"], summary["extent_m"], summary["forward_ms"],
     )
-    log.info("Rendered with the %s rasterizer: %s ms per image (224 x 224, batch 1)",
-             summary["render"]["backend"], summary["render"]["render_ms_batch_1"])
+    size = cfg.renderer.image_size
+    log.info("Rendered with the %s rasterizer: %s ms per image (%d x %d, batch 1)",
+             summary["render"]["backend"], summary["render"]["render_ms_batch_1"], size, size)
     log.info("Wrote %d meshes (OBJ with UVs), their 2D/3D landmarks, renders (overview.png, details.png) and "
              "summary.json to %s", len(summary["meshes"]), (Path(cfg.out) / "head").resolve())
     rec = reconstruct_and_animate(cfg)
