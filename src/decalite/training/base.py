@@ -89,6 +89,12 @@ class StageModule(pl.LightningModule):
         return self
 
     def setup(self, stage: str) -> None:
+        # Parameters this stage does not train (the detail networks in the coarse stage) get no gradient: DDP
+        # would otherwise wait for them and fail ("parameters that were not used in producing the loss").
+        trained = {id(p) for m in self.trainable() for p in m.parameters()}
+        for param in self.parameters():
+            if id(param) not in trained:
+                param.requires_grad_(False)
         exclude_constants_from_ddp(self, frozen_prefixes=(f"{PRETRAINED}.",))
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
@@ -127,6 +133,19 @@ class StageModule(pl.LightningModule):
         total = int(self.trainer.estimated_stepping_batches) if self.trainer is not None else 0
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(opt_cfg, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A torch.Generator does not survive torch.multiprocessing's pickling (ddp_spawn, trainer=ddp_sim): its
+        # state tensor is made during pickling and freed before the spawned rank maps it from shared memory, and
+        # that rank dies ("unable to resize file"). Carry the state as plain bytes instead.
+        state = super().__getstate__()
+        state["generator"] = state["generator"].get_state().numpy().tobytes()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        generator = torch.Generator()
+        generator.set_state(torch.frombuffer(bytearray(state.pop("generator")), dtype=torch.uint8))
+        super().__setstate__({**state, "generator": generator})
 
     # ------------------------------------------------------------------ checkpoints without pretrained nets
 
