@@ -59,15 +59,29 @@ def build_stage_module(deca: DECA, cfg: StageConfig) -> StageModule:
     return STAGES[cfg.stage](deca, cfg, pretrained)
 
 
+class _SaveLastAtEnd(pl.Callback):
+    """Refresh last.ckpt when fit ends after the last periodic save (max_steps not a multiple of
+    every_n_train_steps): Lightning writes last.ckpt at the end only when it never wrote one."""
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        cb = trainer.checkpoint_callback
+        if cb is None or not cb.save_last or trainer.fast_dev_run or cb._last_global_step_saved == trainer.global_step:
+            return
+        cb._save_last_checkpoint(trainer, cb._monitor_candidates(trainer))
+
+
 def train(module: StageModule, datamodule: pl.LightningDataModule, trainer: pl.Trainer,
           resume: str | None = None) -> TrainResult:
     """Fit one stage. ``resume``: a checkpoint of this run to continue (optimizer state and step count)."""
+    trainer.callbacks.append(_SaveLastAtEnd())
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     callback = trainer.checkpoint_callback
     checkpoint = None
     if callback is not None:
         checkpoint = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "") or None
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
-    if module.skipped_steps:
-        log.warning("%d training steps were skipped for non-finite losses", module.skipped_steps)
-    return TrainResult(checkpoint=checkpoint, metrics=metrics, skipped_steps=module.skipped_steps)
+    # With ddp_spawn the ranks train copies of the module; their counter comes back only as a logged metric.
+    skipped = max(module.skipped_steps, int(metrics.get("train/skipped_steps", 0)))
+    if skipped:
+        log.warning("%d training steps were skipped for non-finite losses", skipped)
+    return TrainResult(checkpoint=checkpoint, metrics=metrics, skipped_steps=skipped)
