@@ -89,12 +89,12 @@ class StageModule(pl.LightningModule):
         return self
 
     def setup(self, stage: str) -> None:
-        # Parameters this stage does not train (the detail networks in the coarse stage) get no gradient: DDP
-        # would otherwise wait for them and fail ("parameters that were not used in producing the loss").
+        # Exactly the parameters this stage trains need gradients: DDP would wait for the others (the detail
+        # networks in the coarse stage) and fail ("parameters that were not used in producing the loss"); set
+        # both ways, so a DECA trained coarse then detail in one process gets its detail networks back.
         trained = {id(p) for m in self.trainable() for p in m.parameters()}
         for param in self.parameters():
-            if id(param) not in trained:
-                param.requires_grad_(False)
+            param.requires_grad_(id(param) in trained)
         exclude_constants_from_ddp(self, frozen_prefixes=(f"{PRETRAINED}.",))
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.plugins import TorchCheckpointIO
 
 from decalite.deca import DECA
 from decalite.losses.mrf import load_vgg19_features
@@ -59,6 +62,25 @@ def build_stage_module(deca: DECA, cfg: StageConfig) -> StageModule:
     return STAGES[cfg.stage](deca, cfg, pretrained)
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoint writes a kill -9 cannot truncate: a temporary file beside the target, fsync, ``os.replace``.
+    Lightning's own writer stages the file in $TMPDIR and, when that is another filesystem (a node-local /tmp on a
+    cluster), copies it over the previous checkpoint in place. Remote URLs keep Lightning's writer."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        if "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return None
+
+
 class _SaveLastAtEnd(pl.Callback):
     """Refresh last.ckpt when fit ends after the last periodic save (max_steps not a multiple of
     every_n_train_steps): Lightning writes last.ckpt at the end only when it never wrote one."""
@@ -74,6 +96,8 @@ def train(module: StageModule, datamodule: pl.LightningDataModule, trainer: pl.T
           resume: str | None = None) -> TrainResult:
     """Fit one stage. ``resume``: a checkpoint of this run to continue (optimizer state and step count)."""
     trainer.callbacks.append(_SaveLastAtEnd())
+    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     callback = trainer.checkpoint_callback
     checkpoint = None
