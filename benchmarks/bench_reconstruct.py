@@ -13,9 +13,9 @@ import time
 import numpy as np
 import skimage.data
 import torch
-from hydra import compose, initialize_config_dir
 
-from decalite.cli._hydra import CONF_DIR
+from decalite.cli.schema import compose_typed
+from decalite.config import ReconstructConfig
 from decalite.data.detect import make_landmarker
 from decalite.factory import build_deca
 from decalite.fitting import FitConfig
@@ -28,8 +28,9 @@ def main() -> None:
     parser.add_argument("--model", default="deca", help="model config (deca = ResNet-50, small = ResNet-18)")
     parser.add_argument("--fit-steps", type=int, default=100)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as cache, initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("reconstruct", overrides=["input=x", f"model={args.model}", f"paths.cache_dir={cache}"])
+    with tempfile.TemporaryDirectory() as cache:
+        cfg = compose_typed("reconstruct", ["input=x", f"model={args.model}", f"paths.cache_dir={cache}"],
+                            ReconstructConfig)
         deca = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)[0].eval()
         landmarker = make_landmarker("dlib")
         photo = skimage.data.astronaut()

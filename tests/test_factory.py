@@ -11,11 +11,11 @@ from decalite.factory import build_deca, build_flame, build_renderer, load_asset
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    return load_assets(FlameConfig(), tmp_path_factory.mktemp("cache"))
+    return load_assets(FlameConfig(dir=None), tmp_path_factory.mktemp("cache"))
 
 
 def test_build_flame_takes_the_flame_group(assets):
-    layer = build_flame(FlameConfig(n_shape=7, n_exp=3, contour_convention="smplx"), assets)
+    layer = build_flame(FlameConfig(dir=None, n_shape=7, n_exp=3, contour_convention="smplx"), assets)
     assert (layer.n_shape, layer.n_exp) == (7, 3)
     assert layer.contour_convention == "smplx"
     assert layer.v_template.device.type == "cpu"
@@ -29,8 +29,10 @@ def test_build_renderer_reads_cull_backfaces(assets, value, expected):
 
 
 def test_build_deca_leaves_placement_and_mode_to_the_caller(tmp_path):
-    deca, assets = build_deca(FlameConfig(n_shape=10, n_exp=5), ModelConfig(backbone="resnet18", n_shape=10, n_exp=5),
-                              RendererConfig(image_size=32, uv_size=32, backend="torch"), PathsConfig(cache_dir=str(tmp_path)))
+    deca, assets = build_deca(FlameConfig(dir=None, n_shape=10, n_exp=5),
+                              ModelConfig(backbone="resnet18", n_shape=10, n_exp=5),
+                              RendererConfig(image_size=32, uv_size=32, backend="torch"),
+                              PathsConfig(cache_dir=str(tmp_path)))
     assert assets.generated
     assert deca.training  # not switched to eval by the builder
     assert {p.device.type for p in deca.parameters()} == {"cpu"}
@@ -40,5 +42,5 @@ def test_build_deca_leaves_placement_and_mode_to_the_caller(tmp_path):
 
 def test_build_deca_rejects_code_sizes_that_differ_from_the_flame_layer(tmp_path):
     with pytest.raises(ValueError, match="flame.n_shape"):
-        build_deca(FlameConfig(n_shape=10, n_exp=5), ModelConfig(n_shape=20, n_exp=5), RendererConfig(),
+        build_deca(FlameConfig(dir=None, n_shape=10, n_exp=5), ModelConfig(n_shape=20, n_exp=5), RendererConfig(),
                    PathsConfig(cache_dir=str(tmp_path)))

@@ -1,17 +1,15 @@
-"""Typed configuration of the shared config groups (``conf/flame``, ``conf/renderer``, ``conf/model``,
-``conf/paths``), declared once.
+"""Typed configuration, declared once: the shared config groups (``conf/flame``, ``conf/renderer``,
+``conf/model``, ``conf/paths``) and the options of the reconstruction tools (``conf/reconstruct.yaml``).
 
-Plain dataclasses: library code takes them (or plain values), never an OmegaConf object. ``decalite.cli``
+Plain dataclasses: library code takes them (or plain values), never an OmegaConf object. ``decalite.cli.schema``
 registers them as Hydra structured configs, so the YAML files are validated against these fields (a misspelt
-key is rejected by name) and a command-line override is converted to the declared type.
+key is rejected by name) and a command-line override is converted to the declared type. The values live in the
+YAML files: a field without a default here is one the YAML must set (Hydra's ``???``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
-
-# Optional[...] rather than "X | None": OmegaConf evaluates these annotations to check values.
 
 
 @dataclass
@@ -19,7 +17,8 @@ class FlameConfig:
     """Which FLAME-format head to load and how much of it to use (``conf/flame``).
 
     Attributes:
-        dir: a folder holding the licensed FLAME 2020 files; None uses decalite's generated head.
+        dir: a folder holding the licensed FLAME 2020 files; None uses decalite's generated head. Required (no
+            default), so ``conf/flame/flame2020.yaml`` can demand it with ``???``.
         seed: the generated head's seed.
         n_shape: identity components used (<= 300).
         n_exp: expression components used (<= 100 in FLAME 2020).
@@ -27,7 +26,7 @@ class FlameConfig:
         contour_convention: yaw-bin layout of the dynamic contour: "deca" (landmark_embedding.npy) or "smplx".
     """
 
-    dir: Optional[str] = None
+    dir: str | None
     seed: int = 0
     n_shape: int = 100
     n_exp: int = 50
@@ -72,8 +71,8 @@ class ModelConfig:
     n_exp: int = 50
     n_tex: int = 50
     n_detail: int = 128
-    checkpoint: Optional[str] = None
-    fixed_displacement: Optional[str] = None
+    checkpoint: str | None = None
+    fixed_displacement: str | None = None
 
 
 @dataclass
@@ -87,7 +86,67 @@ class PathsConfig:
         output_dir: this run's folder (set by Hydra).
     """
 
-    cache_dir: Optional[str] = None
-    data_dir: Optional[str] = None
-    log_dir: Optional[str] = None
-    output_dir: Optional[str] = None
+    cache_dir: str | None = None
+    data_dir: str | None = None
+    log_dir: str | None = None
+    output_dir: str | None = None
+
+
+@dataclass
+class SaveConfig:
+    """Which outputs ``decalite-reconstruct`` writes per face (``save.*`` in ``conf/reconstruct.yaml``).
+
+    Attributes:
+        obj: coarse mesh with UV texture and normal map. ply: coarse mesh. dense: dense detailed mesh.
+        codes: the FaceCode (``_codes.npz``). landmarks: 2D and 3D landmarks. vis: the visualisation grid.
+        depth: the depth image.
+    """
+
+    obj: bool
+    ply: bool
+    dense: bool
+    codes: bool
+    landmarks: bool
+    vis: bool
+    depth: bool
+
+
+@dataclass
+class ReconstructConfig:
+    """``decalite-reconstruct`` (``conf/reconstruct.yaml``); the animation, transfer and demo tools extend it.
+
+    Attributes:
+        flame, model, renderer, paths: the config groups.
+        input: an image, a folder, a list file or a video (None where a tool takes other inputs).
+        output: the output folder.
+        landmarks: "auto", "fan", "dlib" or "none" (pre-cropped faces).
+        all_faces: every face of an image, not only the largest.
+        crop_scale: crop side / landmark box side (DECA: 1.25).
+        every_n_frames: video sampling.
+        batch_size: faces per batch.
+        device: "auto", "cpu", "cuda" or "cuda:N".
+        fit_steps, fit_lr, fit_photometric, fit_detail: the analysis-by-synthesis fit.
+        now: also write the NoW benchmark files.
+        progress: show a progress bar.
+        save: which outputs to write.
+    """
+
+    flame: FlameConfig
+    model: ModelConfig
+    renderer: RendererConfig
+    paths: PathsConfig
+    input: str | None
+    output: str
+    landmarks: str
+    all_faces: bool
+    crop_scale: float
+    every_n_frames: int
+    batch_size: int
+    device: str
+    fit_steps: int
+    fit_lr: float
+    fit_photometric: float
+    fit_detail: bool
+    now: bool
+    progress: bool
+    save: SaveConfig

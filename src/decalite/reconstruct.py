@@ -22,10 +22,12 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid, save_image
 
+from decalite.config import ReconstructConfig, SaveConfig
 from decalite.data.crop import Crop, square_crop, transform_points, warp
 from decalite.deca import DECA
 from decalite.export import extract_texture, now_landmarks, save_png, write_mesh, write_textured_obj
 from decalite.fitting import FitConfig, fit, mean_face_code
+from decalite.flame.assets import FlameAssets
 from decalite.geometry.camera import ndc_to_pixels, orthographic_project
 from decalite.io.images import InputError
 from decalite.io.inputs import InputItem, expand_inputs
@@ -181,7 +183,8 @@ def _vis_grid(face: Face, image: torch.Tensor, out, deca: DECA, code: FaceCode, 
                      nrow=5, padding=2, pad_value=1.0)
 
 
-def write_face(out_dir: Path, face: Face, deca: DECA, assets, code: FaceCode, out, b: int, save, now: bool) -> list[str]:
+def write_face(out_dir: Path, face: Face, deca: DECA, assets: FlameAssets, code: FaceCode, out, b: int, save: SaveConfig,
+               now: bool) -> list[str]:
     """Write every requested output of face ``b`` of a decoded batch. Returns the files written."""
     folder = out_dir / face.name
     folder.mkdir(parents=True, exist_ok=True)
@@ -259,16 +262,15 @@ def check_output_dir(out_dir: Path) -> None:
         raise InputError(out_dir, f"output folder is not writable ({exc.strerror}); choose another output=") from None
 
 
-def run(deca: DECA, assets, landmarker, cfg) -> dict[str, Any]:
+def run(deca: DECA, assets: FlameAssets, landmarker, cfg: ReconstructConfig) -> dict[str, Any]:
     """Reconstruct every input of ``cfg.input`` into ``cfg.output``; returns (and writes) the summary."""
     from tqdm import tqdm
 
     out_dir = Path(cfg.output)
     check_output_dir(out_dir)
-    trained = bool(cfg.model.get("checkpoint"))
-    fit_cfg = FitConfig(steps=int(cfg.fit_steps), lr=float(cfg.fit_lr), fit_detail=bool(cfg.fit_detail),
-                        photometric=float(cfg.fit_photometric))
-    items, failures = expand_inputs(cfg.input, every_n_frames=int(cfg.every_n_frames))
+    trained = bool(cfg.model.checkpoint)
+    fit_cfg = FitConfig(steps=cfg.fit_steps, lr=cfg.fit_lr, fit_detail=cfg.fit_detail, photometric=cfg.fit_photometric)
+    items, failures = expand_inputs(cfg.input, every_n_frames=cfg.every_n_frames)
     outcomes: list[Outcome] = []
     timings: list[float] = []
     pending: list[Face] = []
@@ -289,7 +291,7 @@ def run(deca: DECA, assets, landmarker, cfg) -> dict[str, Any]:
         timings.append((time.perf_counter() - start) / len(pending))
         for b, face in enumerate(pending):
             try:
-                files = write_face(out_dir, face, deca, assets, code, out, b, cfg.save, bool(cfg.now))
+                files = write_face(out_dir, face, deca, assets, code, out, b, cfg.save, cfg.now)
             except Exception as exc:  # noqa: BLE001
                 log.debug(traceback.format_exc())
                 failures.append({"file": face.source, "reason": f"writing outputs failed: {exc}"})
@@ -301,7 +303,7 @@ def run(deca: DECA, assets, landmarker, cfg) -> dict[str, Any]:
     for item in tqdm(items, desc="reconstruct", unit="image", disable=not cfg.progress):
         try:
             image = item.load()
-            pending.extend(detect_faces(item, image, landmarker, bool(cfg.all_faces), float(cfg.crop_scale),
+            pending.extend(detect_faces(item, image, landmarker, cfg.all_faces, cfg.crop_scale,
                                         size=deca.renderer.image_size))
         except InputError as err:
             failures.append({"file": err.path if item.frame is None else f"{err.path}#frame{item.frame}",
@@ -310,7 +312,7 @@ def run(deca: DECA, assets, landmarker, cfg) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001
             failures.append({"file": str(item.path), "reason": f"{type(exc).__name__}: {exc}"})
             continue
-        if len(pending) >= int(cfg.batch_size):
+        if len(pending) >= cfg.batch_size:
             flush()
     flush()
     summary = {
@@ -330,16 +332,17 @@ def _mean(values: list[float | None]) -> float | None:
     return round(float(np.mean(vals)), 5) if vals else None
 
 
-def codes_for_input(deca: DECA, landmarker, spec: str | Path, cfg) -> tuple[FaceCode, list[str], list[dict[str, str]]]:
+def codes_for_input(deca: DECA, landmarker, spec: str | Path,
+                    cfg: ReconstructConfig) -> tuple[FaceCode, list[str], list[dict[str, str]]]:
     """Codes of the largest face of every image / video frame of ``spec`` (in order), their names and the
     failures. Used by animation and expression transfer."""
-    trained = bool(cfg.model.get("checkpoint"))
-    fit_cfg = FitConfig(steps=int(cfg.fit_steps), lr=float(cfg.fit_lr), photometric=0.0)
-    items, failures = expand_inputs(spec, every_n_frames=int(cfg.every_n_frames))
+    trained = bool(cfg.model.checkpoint)
+    fit_cfg = FitConfig(steps=cfg.fit_steps, lr=cfg.fit_lr, photometric=0.0)
+    items, failures = expand_inputs(spec, every_n_frames=cfg.every_n_frames)
     codes, names = [], []
     for item in items:
         try:
-            face = detect_faces(item, item.load(), landmarker, False, float(cfg.crop_scale),
+            face = detect_faces(item, item.load(), landmarker, False, cfg.crop_scale,
                                 size=deca.renderer.image_size)[0]
             code, _, _ = infer(deca, [face], trained, fit_cfg)
         except InputError as err:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from decalite.cli._hydra import CONF_DIR
+from decalite.cli.schema import compose_typed
+from decalite.config import ReconstructConfig
 from decalite.errors import AssetError
 from decalite.factory import build_deca
 from decalite.flame.albedo import AlbedoModel
@@ -124,9 +124,8 @@ def test_albedo_is_not_clamped_and_shrinks_by_nearest_neighbour():
 
 
 def test_official_checkpoint_requires_the_fixed_displacement(tmp_path):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("reconstruct", overrides=["model=small", f"paths.cache_dir={tmp_path / 'cache'}",
-                                                "renderer.backend=torch", "input=unused"])
+    cfg = compose_typed("reconstruct", ["model=small", f"paths.cache_dir={tmp_path / 'cache'}",
+                                        "renderer.backend=torch", "input=unused"], ReconstructConfig)
     official = tmp_path / "deca_model.tar"
     torch.save({"E_flame": {}, "E_detail": {}, "D_detail": {}}, official)
     cfg.model.checkpoint = str(official)

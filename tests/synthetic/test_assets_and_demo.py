@@ -73,7 +73,7 @@ def test_unset_flame_dir_uses_generated_head_and_says_so_once(tmp_path, caplog):
     assert first == second and (first / "generic_model.pkl").exists()
     notes = [r for r in caplog.records if "generated FLAME-format head" in r.message]
     assert len(notes) == 1
-    layer = load_flame_layer(FlameConfig(n_shape=10, n_exp=5), cache_dir=tmp_path)
+    layer = load_flame_layer(FlameConfig(dir=None, n_shape=10, n_exp=5), cache_dir=tmp_path)
     assert layer.n_vertices == generate_head(0).model.n_vertices and (layer.n_shape, layer.n_exp) == (10, 5)
 
 
@@ -95,7 +95,7 @@ def test_assets_cli_writes_a_complete_folder(tmp_path):
 
 
 def test_assets_know_whether_they_are_the_generated_head(tmp_path):
-    assert load_assets(FlameConfig(), cache_dir=tmp_path, albedo=False).generated
+    assert load_assets(FlameConfig(dir=None), cache_dir=tmp_path, albedo=False).generated
     flame_like = tmp_path / "flame"
     shutil.copytree(resolve_flame_dir(None, cache_dir=tmp_path), flame_like)
     (flame_like / "README.txt").unlink()  # a FLAME folder has no generated-head README

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from decalite.cli._hydra import CONF_DIR
+from decalite.cli.schema import compose_typed
+from decalite.config import ReconstructConfig
 from decalite.factory import build_deca
 from decalite.reconstruct import Face
 
@@ -16,10 +16,9 @@ from decalite.reconstruct import Face
 def cfg_factory(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
 
-    def make(name: str = "reconstruct", *overrides: str):
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            return compose(name, overrides=["model=small", f"paths.cache_dir={cache}", "renderer.backend=torch",
-                                            "progress=false", "device=cpu", *overrides])
+    def make(name: str = "reconstruct", *overrides: str) -> ReconstructConfig:
+        return compose_typed(name, ["model=small", f"paths.cache_dir={cache}", "renderer.backend=torch",
+                                    "progress=false", "device=cpu", *overrides], ReconstructConfig)
     return make
 
 

@@ -10,17 +10,23 @@ import hydra
 from omegaconf import DictConfig
 
 from decalite.cli._hydra import CONF_DIR
+from decalite.cli.schema import AnimateConfig, ConfigError, typed
 
 log = logging.getLogger("decalite.animate")
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="animate")
-def main(cfg: DictConfig) -> None:
+def main(dict_cfg: DictConfig) -> None:
     from decalite.animate import load_codes, render_frames, sweep_codes, write_animation
     from decalite.factory import build_deca, resolve_device
     from decalite.io.images import InputError
     from decalite.reconstruct import codes_for_input, landmarker_for
 
+    try:
+        cfg = typed(dict_cfg, AnimateConfig)
+    except ConfigError as err:
+        log.error("%s", err)
+        sys.exit(2)
     deca, _ = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
     deca = deca.to(resolve_device(cfg.device)).eval()
     device = next(deca.parameters()).device
@@ -36,11 +42,10 @@ def main(cfg: DictConfig) -> None:
         log.error("%s", err)
         sys.exit(2)
     code = code.map(lambda t: t.to(device))
-    codes = sweep_codes(code, int(cfg.frames), int(cfg.n_components), float(cfg.exp_amplitude),
-                        float(cfg.jaw_max), float(cfg.yaw_max))
-    trained = bool(cfg.model.get("checkpoint")) and code.detail is not None
+    codes = sweep_codes(code, cfg.frames, cfg.n_components, cfg.exp_amplitude, cfg.jaw_max, cfg.yaw_max)
+    trained = bool(cfg.model.checkpoint) and code.detail is not None
     frames = render_frames(deca, codes, trained_detail=trained)
-    files = write_animation(frames, Path(cfg.output) / f"{name}_animation", fps=int(cfg.fps))
+    files = write_animation(frames, Path(cfg.output) / f"{name}_animation", fps=cfg.fps)
     log.info("Wrote %d frames to %s", len(frames), ", ".join(str(f) for f in files))
 
 

@@ -12,46 +12,45 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass
 
 import hydra
 from omegaconf import DictConfig
 
+from decalite.cli import schema
 from decalite.cli._hydra import CONF_DIR
+from decalite.config import PathsConfig
+from decalite.data.prepare import ConfigError, PrepareConfig, prepare
 
 log = logging.getLogger("decalite.prepare")
 
 
-def prepare_config(cfg: DictConfig):
-    """The :class:`~decalite.data.prepare.PrepareConfig` described by the Hydra config."""
-    from decalite.data.prepare import ConfigError, PrepareConfig
+@dataclass(kw_only=True)
+class PrepareToolConfig(PrepareConfig):
+    """``decalite-prepare`` (``conf/prepare.yaml``): PrepareConfig's keys (``input`` optional here, so its absence
+    is reported as a configuration error) and the paths group."""
 
-    if not cfg.get("input"):
+    input: str | None = None
+    paths: PathsConfig
+
+
+schema.register({"prepare": PrepareToolConfig})
+
+
+def prepare_config(dict_cfg: DictConfig) -> PrepareConfig:
+    """The :class:`~decalite.data.prepare.PrepareConfig` the Hydra config describes (ConfigError when it does not
+    fit the schema or lacks ``input``)."""
+    try:
+        cfg = schema.typed(dict_cfg, PrepareToolConfig)
+    except schema.ConfigError as err:
+        raise ConfigError(str(err)) from None
+    if not cfg.input:
         raise ConfigError("input=ROOT is required (the dataset's root folder)")
-    mask = cfg.get("mask") or {}
-    return PrepareConfig(
-        input=str(cfg.input),
-        output=str(cfg.output),
-        layout=str(cfg.layout),
-        landmarker=str(cfg.landmarker),
-        fan_detector=str(cfg.fan_detector),
-        device=str(cfg.device),
-        size=int(cfg.size),
-        workers=int(cfg.workers),
-        identities_per_shard=int(cfg.identities_per_shard),
-        min_images=int(cfg.min_images),
-        max_images_per_sample=int(cfg.max_images_per_sample),
-        every_n_frames=int(cfg.every_n_frames),
-        mask_model=str(mask["model"]) if mask.get("model") else None,
-        mask_classes=tuple(int(c) for c in mask.get("skin_classes", (1, 10))),
-        mask_input_size=int(mask.get("input_size", 512)),
-        progress=bool(cfg.progress),
-    )
+    return schema.project(cfg, PrepareConfig)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="prepare")
 def main(cfg: DictConfig) -> None:
-    from decalite.data.prepare import ConfigError, prepare
-
     try:
         summary = prepare(prepare_config(cfg))
     except ConfigError as err:

@@ -9,58 +9,50 @@ renderer.* (backend, uv_size) and paths.*.
 from __future__ import annotations
 
 import logging
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from decalite.cli import schema
 from decalite.cli._hydra import CONF_DIR
+from decalite.config import FlameConfig, PathsConfig, RendererConfig
+from decalite.synth import SyntheticConfig, write_synthetic_dataset
 
 log = logging.getLogger("decalite.synth")
 
 
-def synthetic_config(cfg: DictConfig):
-    """The :class:`~decalite.synth.SyntheticConfig` described by the Hydra config."""
-    from decalite.synth import SyntheticConfig
+@dataclass(kw_only=True)
+class SynthConfig(SyntheticConfig):
+    """``decalite-synth`` (``conf/synth.yaml``): what to generate (SyntheticConfig's keys, at the top level, with
+    ``uv_size``, ``backend`` and ``n_*`` taken from the renderer and flame groups), where, and which head.
 
-    return SyntheticConfig(
-        identities=int(cfg.identities),
-        images_per_identity=int(cfg.images_per_identity),
-        size=int(cfg.size),
-        render_size=int(cfg.render_size),
-        uv_size=int(cfg.renderer.uv_size),
-        backend=str(cfg.renderer.backend),
-        seed=int(cfg.seed),
-        n_shape=int(cfg.flame.n_shape),
-        n_exp=int(cfg.flame.n_exp),
-        n_tex=int(cfg.flame.n_tex),
-        shape_std=float(cfg.shape_std),
-        exp_std=float(cfg.exp_std),
-        tex_std=float(cfg.tex_std),
-        yaw=float(cfg.yaw),
-        pitch=float(cfg.pitch),
-        roll=float(cfg.roll),
-        jaw=(float(cfg.jaw[0]), float(cfg.jaw[1])),
-        light_variation=float(cfg.light_variation),
-        face_fraction=(float(cfg.face_fraction[0]), float(cfg.face_fraction[1])),
-        max_shift=float(cfg.max_shift),
-        background_noise=float(cfg.background_noise),
-        landmark_noise=float(cfg.landmark_noise),
-        detail_scale=float(cfg.detail_scale),
-        device=str(cfg.device),
-    )
+    Attributes:
+        output: the dataset folder. identities_per_shard: identities per tar.
+        flame, renderer, paths: the config groups (``flame.dir`` unset: the generated head).
+    """
+
+    output: str
+    identities_per_shard: int
+    flame: FlameConfig
+    renderer: RendererConfig
+    paths: PathsConfig
 
 
-def run(cfg: DictConfig) -> Path:
+schema.register({"synth": SynthConfig})
+
+
+def run(cfg: SynthConfig) -> Path:
     """Write the dataset; returns the manifest's path."""
     from tqdm import tqdm
 
     from decalite.flame.default import resolve_flame_dir
-    from decalite.synth import write_synthetic_dataset
 
-    synth = synthetic_config(cfg)
-    assets_dir = resolve_flame_dir(cfg.flame.dir, cache_dir=cfg.paths.cache_dir, seed=int(cfg.flame.seed))
+    synth = schema.project(cfg, SyntheticConfig)  # the generator's part (it is stored in the manifest)
+    assets_dir = resolve_flame_dir(cfg.flame.dir, cache_dir=cfg.paths.cache_dir, seed=cfg.flame.seed)
     skipped = [0]
 
     def on_skip(n: int) -> None:
@@ -68,7 +60,7 @@ def run(cfg: DictConfig) -> Path:
 
     start = time.perf_counter()
     with tqdm(total=synth.identities, unit="identity", desc="synth") as bar:
-        manifest = write_synthetic_dataset(synth, cfg.output, identities_per_shard=int(cfg.identities_per_shard),
+        manifest = write_synthetic_dataset(synth, cfg.output, identities_per_shard=cfg.identities_per_shard,
                                            assets_dir=assets_dir, progress=bar.update, on_skip=on_skip)
     elapsed = time.perf_counter() - start
     generated = synth.identities - skipped[0]
@@ -81,7 +73,12 @@ def run(cfg: DictConfig) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="synth")
-def main(cfg: DictConfig) -> None:
+def main(dict_cfg: DictConfig) -> None:
+    try:
+        cfg = schema.typed(dict_cfg, SynthConfig)
+    except schema.ConfigError as err:
+        log.error("%s", err)
+        sys.exit(2)
     run(cfg)
 
 

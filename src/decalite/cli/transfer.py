@@ -11,17 +11,23 @@ import numpy as np
 from omegaconf import DictConfig
 
 from decalite.cli._hydra import CONF_DIR
+from decalite.cli.schema import ConfigError, TransferConfig, typed
 
 log = logging.getLogger("decalite.transfer")
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="transfer")
-def main(cfg: DictConfig) -> None:
+def main(dict_cfg: DictConfig) -> None:
     from decalite.animate import render_frames, transfer_codes, write_animation
     from decalite.factory import build_deca, resolve_device
     from decalite.io.images import InputError
     from decalite.reconstruct import codes_for_input, landmarker_for
 
+    try:
+        cfg = typed(dict_cfg, TransferConfig)
+    except ConfigError as err:
+        log.error("%s", err)
+        sys.exit(2)
     deca, _ = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
     deca = deca.to(resolve_device(cfg.device)).eval()
     landmarker = landmarker_for(cfg.landmarks)
@@ -32,11 +38,11 @@ def main(cfg: DictConfig) -> None:
         log.error("%s", err)
         sys.exit(2)
     codes = transfer_codes(source.map(lambda t: t[:1]), driver)
-    trained = bool(cfg.model.get("checkpoint")) and codes.detail is not None
+    trained = bool(cfg.model.checkpoint) and codes.detail is not None
     frames = render_frames(deca, codes, trained_detail=trained)
     out = Path(cfg.output)
     stem = out / f"{src_names[0]}_driven_by_{Path(cfg.driver).stem}"
-    files = write_animation(frames, stem, fps=int(cfg.fps))
+    files = write_animation(frames, stem, fps=cfg.fps)
     np.savez(stem.with_name(stem.name + "_codes.npz"), **{k: v.detach().cpu().numpy() for k, v in codes.__dict__.items() if v is not None})
     log.info("Wrote %d frames to %s", len(frames), ", ".join(str(f) for f in files))
     for f in failures:

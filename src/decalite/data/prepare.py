@@ -77,8 +77,18 @@ class SourceError(Exception):
 
 
 @dataclass
+class MaskConfig:
+    """Skin masks: a TorchScript face-parsing network (CelebAMask-HQ classes), or None for the landmark +
+    skin-colour fallback; the parsing classes counted as skin; the network's input side."""
+
+    model: str | None = None
+    skin_classes: tuple[int, ...] = (1, 10)
+    input_size: int = 512
+
+
+@dataclass
 class PrepareConfig:
-    """Settings of a prepare run (the Hydra config ``conf/prepare.yaml`` maps onto it)."""
+    """Settings of a prepare run (the Hydra config ``conf/prepare.yaml`` is validated against it)."""
 
     input: str
     output: str
@@ -92,9 +102,7 @@ class PrepareConfig:
     min_images: int = 4
     max_images_per_sample: int = 32
     every_n_frames: int = 10
-    mask_model: str | None = None
-    mask_classes: tuple[int, ...] = (1, 10)
-    mask_input_size: int = 512
+    mask: MaskConfig = field(default_factory=MaskConfig)
     progress: bool = True
 
 
@@ -334,8 +342,8 @@ def content_settings(cfg: PrepareConfig, landmarker: str) -> dict[str, Any]:
             "fan_detector": cfg.fan_detector if landmarker == "fan" else None, "size": int(cfg.size),
             "context_scale": CONTEXT_SCALE, "min_images": int(cfg.min_images),
             "max_images_per_sample": int(cfg.max_images_per_sample), "every_n_frames": int(cfg.every_n_frames),
-            "mask_model": str(cfg.mask_model) if cfg.mask_model else None,
-            "mask_classes": [int(c) for c in cfg.mask_classes] if cfg.mask_model else None}
+            "mask_model": str(cfg.mask.model) if cfg.mask.model else None,
+            "mask_classes": [int(c) for c in cfg.mask.skin_classes] if cfg.mask.model else None}
 
 
 # ----------------------------------------------------------------------------------------------- workers
@@ -353,8 +361,8 @@ def _init_worker(cfg: PrepareConfig, landmarker: str, threads: int | None = 1) -
 
         torch.set_num_threads(threads)
     _WORKER["landmarker"] = make_landmarker(landmarker, device=cfg.device, fan_detector=cfg.fan_detector)
-    if cfg.mask_model:
-        parser = FaceParsingMask(cfg.mask_model, cfg.mask_classes, cfg.mask_input_size, device=cfg.device)
+    if cfg.mask.model:
+        parser = FaceParsingMask(cfg.mask.model, cfg.mask.skin_classes, cfg.mask.input_size, device=cfg.device)
         _WORKER["mask"], _WORKER["mask_source"] = parser, parser.name
     else:
         _WORKER["mask"], _WORKER["mask_source"] = skin_mask, "landmarks+skin_colour"
@@ -516,8 +524,8 @@ def prepare(cfg: PrepareConfig) -> PrepareSummary:
     identities = discover(root, cfg.layout, int(cfg.every_n_frames))
     if int(cfg.size) < 16:
         raise ConfigError(f"size must be >= 16, got {cfg.size}")
-    if cfg.mask_model and not Path(cfg.mask_model).expanduser().is_file():
-        raise ConfigError(f"mask.model {cfg.mask_model!r} does not exist (null: landmark/skin-colour fallback)")
+    if cfg.mask.model and not Path(cfg.mask.model).expanduser().is_file():
+        raise ConfigError(f"mask.model {cfg.mask.model!r} does not exist (null: landmark/skin-colour fallback)")
     landmarker = resolve_landmarker(cfg)
     settings = content_settings(cfg, landmarker)
     plan = [ShardTask(name, [(i, identities[i]) for i in names],

@@ -64,7 +64,7 @@ class SyntheticGenerator:
         if expression_names == "auto":
             expression_names = EXPRESSION_NAMES if assets.generated else ()
         self.assets_source = "generated" if assets.generated else str(assets_dir)
-        self.flame = build_flame(FlameConfig(n_shape=cfg.n_shape, n_exp=cfg.n_exp), assets).to(self.device)
+        self.flame = build_flame(FlameConfig(dir=None, n_shape=cfg.n_shape, n_exp=cfg.n_exp), assets).to(self.device)
         renderer = RendererConfig(backend=cfg.backend, image_size=cfg.render_size, uv_size=cfg.uv_size)
         self.renderer = build_renderer(renderer, assets).to(self.device)
         if assets.albedo is None:

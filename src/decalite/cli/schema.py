@@ -1,0 +1,173 @@
+"""The CLIs' structured configs: dataclasses registered in Hydra's ConfigStore, and the typed view of a run's config.
+
+Every YAML file of ``conf/`` names its schema in its defaults list (``schema`` in a group, ``<tool>_schema`` in a
+tool's file), so composing it checks every key and type: a misspelt key (``renderer.imag_size=1``) or a value of
+the wrong type (``renderer.image_size=big``) is an error that names it. Fields without a default are the ones the
+YAML sets, so values are written once, in ``conf/``; the dataclasses declare names, types and meaning.
+
+The shared groups and the reconstruction options are :mod:`decalite.config`; the synthetic-data and prepare
+tools extend their library dataclasses (:class:`~decalite.synth.SyntheticConfig`,
+:class:`~decalite.data.prepare.PrepareConfig`), registered by their own CLI modules (they import the library).
+Only ``decalite.cli`` touches DictConfig: each app turns its config into its dataclass with :func:`typed`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from decalite.config import FlameConfig, ModelConfig, PathsConfig, ReconstructConfig, RendererConfig
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """The composed configuration does not fit its schema (the message names the key)."""
+
+
+@dataclass
+class AnimateConfig(ReconstructConfig):
+    """``decalite-animate`` (``conf/animate.yaml``): expression, jaw and yaw sweeps of one face.
+
+    Attributes:
+        codes: a ``_codes.npz`` of decalite-reconstruct (instead of ``input``).
+        frames: frames of the animation. n_components: expression components swept in turn.
+        exp_amplitude: largest expression coefficient. jaw_max, yaw_max: largest jaw opening and head yaw (radians).
+        fps: frames per second of the GIF and MP4.
+    """
+
+    codes: str | None
+    frames: int
+    n_components: int
+    exp_amplitude: float
+    jaw_max: float
+    yaw_max: float
+    fps: int
+
+
+@dataclass
+class TransferConfig(ReconstructConfig):
+    """``decalite-transfer`` (``conf/transfer.yaml``): a source's identity with a driver's expressions.
+
+    Attributes:
+        source: the source image. driver: an image, a folder or a video. fps: frames per second.
+    """
+
+    source: str
+    driver: str
+    fps: int
+
+
+@dataclass
+class TrainedConfig:
+    """The settings a demo checkpoint was trained with: encoder backbone, image and UV sizes."""
+
+    backbone: str
+    image_size: int
+    uv_size: int
+
+
+@dataclass
+class DemoConfig(ReconstructConfig):
+    """``decalite-demo`` (``conf/demo.yaml``): the generated head's showcase, then reconstruct and animate a photo.
+
+    Attributes:
+        out: the output folder. frames, fps: the animation. checkpoint: a trained checkpoint (None: fit from the
+            mean face). trained: the settings that checkpoint was trained with.
+    """
+
+    out: str
+    frames: int
+    fps: int
+    checkpoint: str | None = None
+    trained: TrainedConfig | None = None
+
+
+@dataclass
+class AssetsConfig:
+    """``decalite-assets`` (``conf/assets.yaml``): the folder to write the generated head to, and its seed."""
+
+    out: str
+    seed: int
+
+
+_GROUPS = {"flame": FlameConfig, "renderer": RendererConfig, "model": ModelConfig, "paths": PathsConfig}
+_TOOLS = {"reconstruct": ReconstructConfig, "animate": AnimateConfig, "transfer": TransferConfig,
+          "demo": DemoConfig, "assets": AssetsConfig}
+
+
+def register(tools: dict[str, type] | None = None) -> None:
+    """Store the schemas in Hydra's ConfigStore: ``<group>/schema`` for the shared groups and ``<tool>_schema``
+    for the tools (``tools``: more of them, name -> dataclass). Idempotent; runs when ``decalite.cli._hydra`` is
+    imported, which every app and every test that composes ``conf/`` does."""
+    store = ConfigStore.instance()
+    for group, node in _GROUPS.items():
+        store.store(group=group, name="schema", node=node)
+    for name, node in {**_TOOLS, **(tools or {})}.items():
+        store.store(name=f"{name}_schema", node=node)
+
+
+def typed(cfg: DictConfig, schema: type[T]) -> T:
+    """The composed config as an instance of ``schema`` (nested dataclasses included).
+
+    Raises:
+        ConfigError: a key ``schema`` does not declare (also one added with ``+key=``), a value of the wrong type
+            or a required value left unset; the message names the key.
+    """
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
+        # A key appended with "+key=" survives a merge of same-typed nodes; to_object would drop it silently.
+        extra = _undeclared(merged)
+        if extra:
+            raise ConfigError("configuration error: not a key of the schema: " + ", ".join(extra))
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"configuration error: {err}") from None
+
+
+def _undeclared(node: DictConfig, prefix: str = "") -> list[str]:
+    """Full names of the keys of ``node`` (recursively) that its dataclass types do not declare."""
+    cls = OmegaConf.get_type(node)
+    declared = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else None
+    found = []
+    for key in node.keys():
+        if declared is not None and key not in declared:
+            found.append(f"{prefix}{key}")
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            found += _undeclared(child, f"{prefix}{key}.")
+    return found
+
+
+def project(obj: Any, cls: type[T]) -> T:
+    """``cls`` built from the fields of ``obj`` it declares (a tool's config -> the library's dataclass); lists
+    become tuples where ``cls``'s default is a tuple."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        value = getattr(obj, f.name)
+        values[f.name] = tuple(value) if isinstance(value, list) and isinstance(f.default, tuple) else value
+    return cls(**values)
+
+
+def compose_typed(config_name: str, overrides: list[str], schema: type[T]) -> T:
+    """Compose ``conf/<config_name>.yaml`` with ``overrides`` outside an app (tests, benchmarks) and return it typed.
+
+    Sets Hydra's runtime config as an app would, so ``${hydra:...}`` values (``paths.output_dir``) resolve.
+    """
+    from hydra import compose, initialize_config_dir
+
+    from decalite.cli._hydra import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return typed(cfg, schema)
