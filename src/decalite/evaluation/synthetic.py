@@ -30,7 +30,7 @@ from decalite.fitting import mean_face_code
 from decalite.losses.landmark import normalised_landmark_error
 
 #: Surface samples of each true neutral head (the synthetic "scan").
-SCAN_POINTS = 20_000
+SCAN_POINTS = 6_000
 
 
 @dataclass
