@@ -1,0 +1,340 @@
+"""Training survives what goes wrong in real runs: a non-finite loss, a resume, a kill -9, DDP (also under a Hydra
+multirun), and config typos. One tiny synthetic dataset (4 + 2 identities, 48 px) is written once for the module;
+runs use the small backbone at 32 px with checkpoints every 2 steps and no validation.
+
+Lightning DDP and the kill -9 run in subprocesses of ``python -m decalite.cli.train`` (a spawn or ``ddp`` launch
+inside pytest would re-run pytest); the NaN and resume checks run in-process with probe subclasses of the
+coarse module (``decalite.training.train.STAGES`` is patched) so they can look inside the optimiser.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+
+import decalite.training.train as train_mod
+from decalite.cli._hydra import CONF_DIR
+from decalite.cli.train import ensure_synthetic_data, run, stage_config
+from decalite.errors import AssetError
+from decalite.losses.objective import LossResult
+from decalite.training.coarse import CoarseModule
+from decalite.training.detail import DetailModule
+from decalite.training.train import AtomicCheckpointIO
+
+REPO = Path(CONF_DIR).parent
+DATA = ["data.synthetic.train_identities=4", "data.synthetic.val_identities=2", "data.synthetic.size=48",
+        "data.synthetic.render_size=48", "data.synthetic.identities_per_shard=2"]
+# synthetic_cpu, shrunk: 2 groups x K=4 per step, an epoch far longer than any run here (checkpoints land
+# mid-epoch, as in real runs), no validation loop, no image grids, no progress bar (clean subprocess logs).
+TINY = ["experiment=synthetic_cpu", "model=small", "renderer.image_size=32", "renderer.uv_size=32",
+        "renderer.backend=torch", *DATA, "data.num_workers=0", "data.batch_size=2", "data.epoch_length=200",
+        "++trainer.limit_val_batches=0", "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false",
+        "callbacks.images.every_n_steps=0", "callbacks.model_checkpoint.every_n_train_steps=2", "torch_threads=2",
+        "logger=csv"]
+
+
+def _paths(tmp: Path) -> list[str]:
+    return [f"paths.data_dir={tmp / 'data'}", f"paths.log_dir={tmp / 'logs'}", f"paths.cache_dir={tmp / 'cache'}"]
+
+
+def _cfg(tmp: Path, out: str, *overrides: str):
+    """The composed config of an in-process run writing to ``tmp/<out>``."""
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[*TINY, *_paths(tmp), *overrides])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp / out)
+    return cfg
+
+
+def _cli(tmp: Path, *overrides: str, multirun: bool = False) -> list[str]:
+    return [sys.executable, "-m", "decalite.cli.train", *(["-m"] if multirun else []), *TINY, *_paths(tmp),
+            *overrides]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "HYDRA_FULL_ERROR": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+
+
+def _load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _adam_steps(checkpoint: dict) -> set[float]:
+    return {float(s["step"]) for s in checkpoint["optimizer_states"][0]["state"].values()}
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> Path:
+    """The shared workspace: generated head (cache) and synthetic shards (data), written once."""
+    tmp = tmp_path_factory.mktemp("robust")
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[*TINY, *_paths(tmp), "paths.output_dir=unused"])
+    ensure_synthetic_data(cfg)
+    return tmp
+
+
+# ------------------------------------------------------------------------------------------------ probe modules
+
+
+class _WeightProbe(pl.Callback):
+    """Snapshots of the coarse encoder's parameters before and after every training batch (after = after the
+    optimiser step), and the global step each batch ran at."""
+
+    def __init__(self, record: dict) -> None:
+        self.record = record
+
+    @staticmethod
+    def _snapshot(pl_module) -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in pl_module.deca.coarse_encoder.named_parameters()}
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        opt = trainer.optimizers[0]
+        self.record["start_step"] = trainer.global_step
+        self.record["checkpoint_io"] = type(trainer.strategy.checkpoint_io).__name__
+        self.record["start_adam_steps"] = {float(s["step"]) for s in opt.state.values() if "step" in s}
+        self.record["start_exp_avg"] = {i: s["exp_avg"].clone() for i, s in enumerate(opt.state.values())}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.record.setdefault("steps", []).append(trainer.global_step)
+        self._before = self._snapshot(pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        after = self._snapshot(pl_module)
+        self.record.setdefault("changed", []).append(
+            [n for n in after if not torch.equal(after[n], self._before[n])])
+        self.record.setdefault("finite", []).append(all(bool(torch.isfinite(t).all()) for t in after.values()))
+
+
+def _probe(monkeypatch, nan_at: int | None = None) -> dict:
+    """Patch the coarse stage with a probe subclass; returns the dict it records into. ``nan_at``: the global
+    step whose loss total is replaced by NaN (the graph kept, so without the guard NaN gradients would flow)."""
+    record: dict = {}
+
+    class Probe(CoarseModule):
+        def configure_callbacks(self):
+            return [_WeightProbe(record)]
+
+        def compute(self, batch):
+            result, metrics, visuals = super().compute(batch)
+            if nan_at is not None and self.training and self.global_step == nan_at:
+                result = LossResult(total=result.total * float("nan"), terms=result.terms)
+            return result, metrics, visuals
+
+    monkeypatch.setitem(train_mod.STAGES, "coarse", Probe)
+    return record
+
+
+# ----------------------------------------------------------------------------------------------- 1. NaN guard
+
+
+def test_planted_nan_loss_skips_the_step_and_never_reaches_the_weights(ws, monkeypatch, caplog):
+    record = _probe(monkeypatch, nan_at=1)
+    with caplog.at_level(logging.WARNING, logger="decalite.training"):
+        result = run(_cfg(ws, "nan", "trainer.max_steps=3"))
+    assert record["steps"] == [0, 1, 2]
+    assert result.skipped_steps == 1
+    assert result.metrics["train/skipped_steps"] == 1.0
+    assert any("non-finite loss at step 1" in r.getMessage() for r in caplog.records), caplog.text
+    changed = record["changed"]
+    assert changed[1] == [], f"the NaN step changed {changed[1][:5]}"  # bit-identical weights across the NaN step
+    assert changed[0] and changed[2], "the finite steps must train the encoder"
+    assert all(record["finite"])
+    last = _load(Path(result.checkpoint))
+    assert last["global_step"] == 3  # last.ckpt is refreshed at the end: 3 is not a multiple of every 2 steps
+    assert _adam_steps(last) == {2.0}  # Adam stepped twice: the skipped step left its moments alone
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+
+
+def test_each_stage_gives_gradients_to_exactly_its_networks(ws):
+    """DDP fails on parameters without gradients (the detail networks in the coarse stage), and a DECA trained
+    coarse then detail in one process must get its detail networks back."""
+    from decalite.factory import build_deca
+
+    cfg = _cfg(ws, "flags")
+    built = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
+    deca = built[0] if isinstance(built, tuple) else built
+
+    def grads(module) -> set[bool]:
+        return {p.requires_grad for p in module.parameters()}
+
+    CoarseModule(deca, stage_config(cfg)).setup("fit")
+    assert grads(deca.coarse_encoder) == {True}
+    assert grads(deca.detail_encoder) == grads(deca.detail_decoder) == {False}
+    DetailModule(deca, stage_config(_cfg(ws, "flags_detail", "experiment=synthetic_cpu_detail"))).setup("fit")
+    assert grads(deca.coarse_encoder) == {False}
+    assert grads(deca.detail_encoder) == grads(deca.detail_decoder) == {True}
+
+
+# ------------------------------------------------------------------------------------------------- 2. resume
+
+
+def test_resume_continues_step_count_and_optimizer_state(ws, monkeypatch):
+    first = run(_cfg(ws, "resume_a", "trainer.max_steps=4"))
+    ckdir = Path(first.checkpoint).parent
+    assert sorted(p.name for p in ckdir.glob("*.ckpt")) == ["last.ckpt", "step0000002.ckpt", "step0000004.ckpt"]
+    last = _load(ckdir / "last.ckpt")
+    assert last["global_step"] == 4 and _adam_steps(last) == {4.0}
+
+    record = _probe(monkeypatch)
+    resumed = run(_cfg(ws, "resume_b", "trainer.max_steps=6", f"resume={ckdir / 'last.ckpt'}"))
+    assert record["checkpoint_io"] == "AtomicCheckpointIO"
+    assert record["start_step"] == 4  # not 0
+    assert record["steps"] == [4, 5]  # two more batches, not six
+    assert record["start_adam_steps"] == {4.0}  # Adam's state came back with the checkpoint ...
+    saved = last["optimizer_states"][0]["state"]
+    for i, exp_avg in record["start_exp_avg"].items():
+        torch.testing.assert_close(exp_avg, saved[i]["exp_avg"], rtol=0, atol=0)  # ... moments included
+    final = _load(Path(resumed.checkpoint))
+    assert final["global_step"] == 6 and _adam_steps(final) == {6.0}
+    assert (Path(resumed.checkpoint).parent / "step0000006.ckpt").is_file()
+
+
+# ------------------------------------------------------------------------------------------------ 3. kill -9
+
+
+def test_checkpoint_writes_replace_the_file_even_with_tmpdir_on_another_filesystem(tmp_path, monkeypatch):
+    """Lightning's writer stages in $TMPDIR and copies over the old file in place when that is another filesystem;
+    decalite's writes beside the target and renames, so a kill leaves the old checkpoint or the new one."""
+    if Path("/dev/shm").is_dir():
+        monkeypatch.setattr(tempfile, "tempdir", "/dev/shm")  # tmpfs: not tmp_path's filesystem here
+    writer, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
+    writer.save_checkpoint({"global_step": 2}, path)
+    inode = path.stat().st_ino
+    writer.save_checkpoint({"global_step": 4}, path)
+    assert path.stat().st_ino != inode  # a new file renamed over the old one, not a rewrite in place
+    assert _load(path)["global_step"] == 4
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_kill_9_loses_at_most_the_steps_since_the_last_checkpoint(ws, monkeypatch):
+    run_dir = ws / "killed"
+    ckdir = run_dir / "checkpoints"
+    log_path = ws / "killed.log"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(_cli(ws, "trainer.max_steps=1000", f"hydra.run.dir={run_dir}"), cwd=REPO,
+                                stdout=log_file, stderr=subprocess.STDOUT, env=_env())
+        try:
+            # Kill the moment step 4's checkpoint appears: ModelCheckpoint writes step0000004.ckpt, then
+            # last.ckpt, so the kill lands while last.ckpt is being rewritten (or just after).
+            deadline = time.monotonic() + 300
+            while not (ckdir / "step0000004.ckpt").exists():
+                assert proc.poll() is None, f"training exited early:\n{log_path.read_text()[-3000:]}"
+                assert time.monotonic() < deadline, f"no checkpoint in time:\n{log_path.read_text()[-3000:]}"
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+
+    steps = {}
+    for path in sorted(ckdir.iterdir()):
+        if path.name.startswith(".") and path.suffix == ".tmp":
+            continue  # a write the kill interrupted, beside the checkpoint it would have replaced
+        assert path.suffix == ".ckpt", f"stray file {path.name}"
+        steps[path.name] = _load(path)["global_step"]  # atomic writes: every checkpoint present is complete
+    saved = max(v for k, v in steps.items() if k != "last.ckpt")
+    assert saved >= 4
+    resume_from = steps["last.ckpt"]
+    assert resume_from >= 2 and saved - resume_from <= 2, steps  # at most one interval behind the newest
+
+    record = _probe(monkeypatch)
+    resumed = run(_cfg(ws, "killed_resume", f"trainer.max_steps={resume_from + 2}", f"resume={ckdir / 'last.ckpt'}"))
+    assert record["start_step"] == resume_from
+    assert record["start_adam_steps"] == {float(resume_from)}
+    assert record["steps"] == [resume_from, resume_from + 1]
+    assert _load(Path(resumed.checkpoint))["global_step"] == resume_from + 2
+
+
+# ---------------------------------------------------------------------------------------------------- 4. DDP
+
+
+def _run_dirs(root: Path) -> list[Path]:
+    return sorted(p.parent for p in root.rglob(".hydra"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_ddp_sim_runs_two_ranks_and_writes_one_run_folder(ws):
+    logs = ws / "ddp_logs"
+    cmd = _cli(ws, "trainer=ddp_sim", "trainer.max_steps=2", f"paths.log_dir={logs}", f"hydra.run.dir={logs}/run")
+    proc = subprocess.run(cmd, check=False, cwd=REPO, capture_output=True, text=True, env=_env(), timeout=360)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in out and "Starting with 2 processes" in out
+    assert _run_dirs(logs) == [logs / "run"]
+    checkpoint = _load(logs / "run" / "checkpoints" / "last.ckpt")
+    assert checkpoint["global_step"] == 2  # the parent's trainer stays at 0 under ddp_spawn; the ranks trained
+    assert _adam_steps(checkpoint) == {2.0}
+    metrics = list((logs / "run" / "csv").rglob("metrics.csv"))
+    assert len(metrics) == 1 and "train/loss" in metrics[0].read_text().splitlines()[0]  # rank zero logs once
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(500)
+def test_ddp_sim_multirun_writes_exactly_two_jobs(ws):
+    logs = ws / "sweep_logs"
+    sweep = logs / "sweep"
+    cmd = _cli(ws, "optim.lr=1e-4,2e-4", "trainer=ddp_sim", "trainer.max_steps=2", f"paths.log_dir={logs}",
+               f"hydra.sweep.dir={sweep}", multirun=True)
+    proc = subprocess.run(cmd, check=False, cwd=REPO, capture_output=True, text=True, env=_env(), timeout=480)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert _run_dirs(logs) == [sweep / "0", sweep / "1"]
+    assert list(logs.rglob("multirun.yaml")) == [sweep / "multirun.yaml"]  # no replayed second sweep tree
+    lrs = set()
+    for job in ("0", "1"):
+        checkpoint = _load(sweep / job / "checkpoints" / "last.ckpt")
+        assert checkpoint["global_step"] == 2
+        lrs.add(checkpoint["optimizer_states"][0]["param_groups"][0]["initial_lr"])
+    assert lrs == {1e-4, 2e-4}
+
+
+# --------------------------------------------------------------------------------------------- 5. config typos
+
+
+@pytest.mark.slow
+def test_cli_rejects_an_unknown_key_by_name(ws):
+    cmd = _cli(ws, "optim.lrr=1", f"hydra.run.dir={ws / 'typo'}")
+    proc = subprocess.run(cmd, check=False, cwd=REPO, capture_output=True, text=True, env=_env(), timeout=300)
+    assert proc.returncode != 0
+    assert "lrr" in proc.stderr and "not in struct" in proc.stderr, proc.stderr[-2000:]
+    assert not (ws / "typo" / "checkpoints").exists()
+
+
+def test_appended_unknown_optimiser_key_is_rejected_by_name(ws):
+    with pytest.raises(TypeError, match="lrr"):
+        run(_cfg(ws, "typo_plus", "+optim.lrr=1"))
+
+
+def test_loss_term_typo_is_rejected_by_name(ws):
+    with pytest.raises(KeyError, match="landmrk"):
+        run(_cfg(ws, "typo_loss", "+loss.terms.landmrk=1.0"))
+
+
+def test_missing_identity_weights_name_the_file(ws):
+    with pytest.raises(AssetError, match="resnet50_ft_weight.pkl") as err:
+        run(_cfg(ws, "noid", "loss.identity_net=vggface2", "loss.terms.identity=0.2"))
+    assert "no path given" in str(err.value)
+    missing = ws / "weights" / "resnet50_ft_weight.pkl"
+    with pytest.raises(AssetError, match="file not found") as err:
+        run(_cfg(ws, "noid2", "loss.identity_net=vggface2", "loss.terms.identity=0.2",
+                 f"loss.identity_weights={missing}"))
+    assert err.value.path == str(missing) and str(missing) in str(err.value)
