@@ -34,12 +34,13 @@ demo: $(STAMP)  ## run the main job on the embedded default (generated head); wr
 assets: $(STAMP)  ## write the generated FLAME-format head to outputs/generated_head
 	$(BIN)/decalite-assets out=outputs/generated_head seed=0
 
-bench: $(STAMP)  ## print speed figures: renderer, data loader, reconstruction, identity net, ID-MRF (printed, not asserted)
+bench: $(STAMP)  ## print speed figures: renderer, data loader, reconstruction, identity net, ID-MRF, training step (printed, not asserted)
 	$(BIN)/python benchmarks/bench_render.py
 	$(BIN)/python benchmarks/bench_data.py
 	$(BIN)/python benchmarks/bench_reconstruct.py
 	$(BIN)/python benchmarks/bench_identity.py
 	$(BIN)/python benchmarks/bench_mrf.py
+	$(BIN)/python benchmarks/bench_train.py
 
 clean:  ## remove outputs and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache
