@@ -4,9 +4,18 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.install-stamp
 OUT    ?= outputs/demo
+# make train: EXPERIMENT=synthetic_cpu (default: coarse then detail on CPU) or a paper experiment; GPUS=N picks
+# one GPU (trainer=gpu) or DDP over N GPUs (trainer=ddp); ARGS passes further Hydra overrides.
+EXPERIMENT ?= synthetic_cpu
+GPUS       ?=
+ARGS       ?=
+LOGS       ?= outputs/train
+CKPT       := $(LOGS)/synthetic_cpu/detail/checkpoints/last.ckpt
+TRAINER     = $(if $(GPUS),$(if $(filter 1,$(GPUS)),trainer=gpu,trainer=ddp trainer.devices=$(GPUS)),)
+ABLATIONS  := ablation_no_detail_consistency,ablation_no_mrf,ablation_no_symmetry,ablation_no_shape_consistency
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast demo assets bench clean
+.PHONY: help install test test-fast demo train sweep assets bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,8 +37,20 @@ test: $(STAMP)  ## run the test suite (CPU, offline; GPU tests skip without CUDA
 test-fast: $(STAMP)  ## run the tests, stopping at the first failure
 	$(BIN)/python -m pytest -x -q
 
-demo: $(STAMP)  ## run the main job on the embedded default (generated head); writes $(OUT)
-	$(BIN)/decalite-demo out=$(OUT)
+demo: train  ## the main job on the embedded default: train (synthetic_cpu), score held-out identities, reconstruct, animate
+	$(BIN)/decalite-evaluate experiment=synthetic_cpu checkpoint=$(CKPT) out=$(OUT) paths.log_dir=$(LOGS)
+	$(BIN)/decalite-demo out=$(OUT) checkpoint=$(CKPT)
+
+train: $(STAMP)  ## train EXPERIMENT (default synthetic_cpu: coarse, then detail); GPUS=N for GPUs, ARGS for overrides
+ifeq ($(EXPERIMENT),synthetic_cpu)
+	$(BIN)/decalite-train experiment=synthetic_cpu paths.log_dir=$(LOGS) $(TRAINER) $(ARGS)
+	$(BIN)/decalite-train experiment=synthetic_cpu_detail paths.log_dir=$(LOGS) $(TRAINER) $(ARGS)
+else
+	$(BIN)/decalite-train experiment=$(EXPERIMENT) paths.log_dir=$(LOGS) $(TRAINER) $(ARGS)
+endif
+
+sweep: $(STAMP)  ## the paper's ablations as one Hydra multirun on synthetic data (after make train)
+	$(BIN)/decalite-train -m experiment=$(ABLATIONS) paths.log_dir=$(LOGS) $(TRAINER) $(ARGS)
 
 assets: $(STAMP)  ## write the generated FLAME-format head to outputs/generated_head
 	$(BIN)/decalite-assets out=outputs/generated_head seed=0

@@ -34,6 +34,7 @@ def workspace(tmp_path_factory):
     """A data/log folder with a coarse checkpoint of a 2-step synthetic_cpu run, and a random VGG19 file."""
     tmp = tmp_path_factory.mktemp("train")
     cfg = _cfg(tmp, "experiment=synthetic_cpu", "trainer.max_steps=2", "data.epoch_length=4",
+               "trainer.check_val_every_n_epoch=1",
                "callbacks.images.every_n_steps=1")
     result = run(cfg)
     import torchvision

@@ -195,6 +195,13 @@ def reconstruct_and_animate(cfg: DictConfig) -> dict:
     photo = inputs / "astronaut.png"
     Image.fromarray(skimage.data.astronaut()).save(photo)  # public domain (NASA), shipped with scikit-image
     cfg.input = str(photo)
+    trained = bool(cfg.get("checkpoint"))
+    if trained:  # the networks of `make train` (synthetic_cpu): their backbone and image size
+        cfg.model.backbone = cfg.trained.backbone
+        cfg.model.checkpoint = cfg.checkpoint
+        cfg.renderer.image_size = int(cfg.trained.image_size)
+        cfg.renderer.uv_size = int(cfg.trained.uv_size)
+        cfg.output = str(Path(cfg.out) / "reconstruct_trained")
     deca, assets = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
     deca = deca.to(resolve_device(cfg.device)).eval()
     landmarker = landmarker_for(cfg.landmarks)
@@ -204,7 +211,7 @@ def reconstruct_and_animate(cfg: DictConfig) -> dict:
     face = summary["reconstructed"][0]
     codes = next(f for f in face["files"] if f.endswith("_codes.npz"))
     code = load_codes(codes).map(lambda t: t.to(next(deca.parameters()).device))
-    frames = render_frames(deca, sweep_codes(code, int(cfg.frames)), trained_detail=False)
+    frames = render_frames(deca, sweep_codes(code, int(cfg.frames)), trained_detail=trained)
     files = write_animation(frames, Path(cfg.out) / "animate" / f"{face['name']}_animation", fps=int(cfg.fps))
     summary["animation"] = [str(f) for f in files]
     return summary
