@@ -9,7 +9,7 @@ YAML files: a field without a default here is one the YAML must set (Hydra's ``?
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -112,6 +112,13 @@ class SaveConfig:
 
 
 @dataclass
+class FitLossConfig:
+    """The fit's loss weights by registry name (:mod:`decalite.losses.objective`; 0 skips a term)."""
+
+    terms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
 class ReconstructConfig:
     """``decalite-reconstruct`` (``conf/reconstruct.yaml``); the animation, transfer and demo tools extend it.
 
@@ -125,7 +132,8 @@ class ReconstructConfig:
         every_n_frames: video sampling.
         batch_size: faces per batch.
         device: "auto", "cpu", "cuda" or "cuda:N".
-        fit_steps, fit_lr, fit_photometric, fit_detail: the analysis-by-synthesis fit.
+        fit_steps, fit_lr, fit_detail: the analysis-by-synthesis fit; fit_loss: its loss weights
+            (``conf/loss/fit.yaml``, e.g. ``fit_loss.terms.photometric=0`` for landmarks only).
         now: also write the NoW benchmark files.
         progress: show a progress bar.
         save: which outputs to write.
@@ -145,7 +153,7 @@ class ReconstructConfig:
     device: str
     fit_steps: int
     fit_lr: float
-    fit_photometric: float
+    fit_loss: FitLossConfig
     fit_detail: bool
     now: bool
     progress: bool

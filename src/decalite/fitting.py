@@ -1,7 +1,7 @@
 """Analysis by synthesis: refine a FaceCode for given images by gradient descent through FLAME and the renderer.
 
-Terms (the training losses, :mod:`decalite.losses`): landmarks, eye and lip closure, skin-masked photometric,
-and the coarse regularisers. Without a trained encoder the fit starts from the mean face with a camera solved
+Terms: the training losses through the one objective (:mod:`decalite.losses.objective`): landmarks, eye and lip
+closure, skin-masked photometric, and the coarse regularisers. Without a trained encoder the fit starts from the mean face with a camera solved
 from the landmarks, so the embedded head plus offline landmarks already give a posed, shaped head.
 """
 
@@ -13,32 +13,40 @@ from dataclasses import dataclass, field
 import torch
 
 from decalite.deca import DECA
-from decalite.losses.landmark import eye_closure_loss, landmark_loss, lip_closure_loss, normalised_landmark_error
-from decalite.losses.photometric import photometric_loss
-from decalite.losses.regularizers import l2_regularizer, white_light_regularizer
+from decalite.geometry.camera import image_normalized_to_ndc
+from decalite.losses.landmark import normalised_landmark_error
+from decalite.losses.objective import check_weights, objective
 from decalite.types import FaceCode
 
 log = logging.getLogger(__name__)
+
+
+#: The fit's default weights (conf/loss/fit.yaml holds the same numbers for the command line; a test keeps them
+#: equal). Terms and normalisations are DECA's (:mod:`decalite.losses.objective`).
+DEFAULT_FIT_TERMS: dict[str, float] = {
+    "landmark": 1.0, "eye_closure": 1.0, "lip_closure": 0.5, "photometric": 2.0,
+    "reg_shape": 3e-4, "reg_exp": 3e-4, "reg_tex": 3e-5, "reg_light": 1.0,
+}
+#: Terms that DECA normalises as batch sums; a fit takes them per image (divided by the batch size B).
+BATCH_SUM_TERMS = ("reg_shape", "reg_exp", "reg_tex")
 
 
 @dataclass
 class FitConfig:
     """Steps, learning rate and loss weights of the fit (a weight of 0 skips a term).
 
-    The terms are normalised as DECA's (see :mod:`decalite.losses`); the regulariser weights are per image.
+    Attributes:
+        steps, lr: Adam steps and learning rate.
+        terms: loss weights by registry name (default :data:`DEFAULT_FIT_TERMS`); the batch-sum regularisers
+            are taken per image, so a face's fit does not depend on the batch it came in.
+        photometric_after: fraction of the steps fitted on the other terms before photometry joins.
+        fit_detail: also fit the detail code (photometry of the detail render).
     """
 
     steps: int = 100
     lr: float = 0.01
-    landmark: float = 1.0
-    eye: float = 1.0
-    lip: float = 0.5
-    photometric: float = 2.0
-    reg_shape: float = 3e-4
-    reg_exp: float = 3e-4
-    reg_tex: float = 3e-5
-    reg_light: float = 1.0
-    photometric_after: float = 0.5  # fraction of the steps fitted on landmarks only before photometry joins
+    terms: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FIT_TERMS))
+    photometric_after: float = 0.5
     fit_detail: bool = False
 
 
@@ -63,7 +71,7 @@ def mean_face_code(deca: DECA, landmarks: torch.Tensor) -> FaceCode:
     code.light[:, 0] = 3.0  # about uniform grey-white light
     with torch.no_grad():
         model = deca.flame(shape=code.shape, expression=code.exp).landmarks2d[..., :2]  # (B, 68, 2) model x, y
-        target = torch.stack([landmarks[..., 0], -landmarks[..., 1]], -1)  # image-normalised -> NDC (+y up)
+        target = image_normalized_to_ndc(landmarks)  # (B, 68, 2), +y up like the model
         scale = target.std(dim=1).norm(dim=-1) / model.std(dim=1).norm(dim=-1)  # (B,)
         trans = target.mean(1) / scale[:, None] - model.mean(1)
     code.cam = torch.cat([scale[:, None], trans], -1)
@@ -100,26 +108,22 @@ def fit(
 
     with torch.no_grad():
         before = normalised_landmark_error(deca.geometry(current())[1], landmarks)
+    check_weights(cfg.terms)
+    batch = images.shape[0]
+    weights = {k: (w / batch if k in BATCH_SUM_TERMS else w) for k, w in cfg.terms.items()}
+    photo_weight = weights.get("photometric", 0.0) if masks is not None else 0.0
     history = []
     photo_from = int(cfg.steps * cfg.photometric_after)
     for step in range(cfg.steps):
         c = current()
-        use_photo = masks is not None and cfg.photometric > 0 and step >= photo_from
+        use_photo = bool(photo_weight) and step >= photo_from
         out = deca.decode(c, render=use_photo, detail=cfg.fit_detail and use_photo)
-        loss = cfg.landmark * landmark_loss(out.landmarks2d, landmarks)
-        if cfg.eye:
-            loss = loss + cfg.eye * eye_closure_loss(out.landmarks2d, landmarks)
-        if cfg.lip:
-            loss = loss + cfg.lip * lip_closure_loss(out.landmarks2d, landmarks)
+        context = {"landmarks": out.landmarks2d, "target_landmarks": landmarks, "landmark_confidence": None,
+                   "shape": c.shape, "exp": c.exp, "tex": c.tex, "light": c.light}
         if use_photo:
             rendered = out.render.image_detail if cfg.fit_detail else out.render.image
-            loss = loss + cfg.photometric * photometric_loss(rendered, images, masks, out.render.face_mask)
-        # DECA's code regularisers are batch sums while the other terms are batch means; a fit treats each image
-        # on its own, so it takes them per image (/ B) and a face's fit does not depend on the batch it came in.
-        per_image = 1.0 / images.shape[0]
-        loss = loss + per_image * (cfg.reg_shape * l2_regularizer(c.shape) + cfg.reg_exp * l2_regularizer(c.exp)
-                                   + cfg.reg_tex * l2_regularizer(c.tex))
-        loss = loss + cfg.reg_light * white_light_regularizer(c.light)
+            context.update(render=rendered, images=images, skin_masks=masks, face_mask=out.render.face_mask)
+        loss = objective({**weights, "photometric": photo_weight if use_photo else 0.0}, context).total
         opt.zero_grad()
         loss.backward()
         opt.step()

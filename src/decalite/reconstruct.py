@@ -157,7 +157,7 @@ def infer(deca: DECA, faces: list[Face], trained: bool, fit_cfg: FitConfig) -> t
         with torch.no_grad():
             err = normalised_landmark_error(deca.geometry(code)[1], lmk)
         return code, err, err
-    masks = _skin_masks(faces, device) if fit_cfg.photometric > 0 else None
+    masks = _skin_masks(faces, device) if fit_cfg.terms.get("photometric", 0.0) > 0 else None
     result = fit(deca, images, lmk, masks, init=code, cfg=fit_cfg)
     return result.code, result.error_before, result.error_after
 
@@ -269,7 +269,7 @@ def run(deca: DECA, assets: FlameAssets, landmarker, cfg: ReconstructConfig) -> 
     out_dir = Path(cfg.output)
     check_output_dir(out_dir)
     trained = bool(cfg.model.checkpoint)
-    fit_cfg = FitConfig(steps=cfg.fit_steps, lr=cfg.fit_lr, fit_detail=cfg.fit_detail, photometric=cfg.fit_photometric)
+    fit_cfg = FitConfig(steps=cfg.fit_steps, lr=cfg.fit_lr, fit_detail=cfg.fit_detail, terms=dict(cfg.fit_loss.terms))
     items, failures = expand_inputs(cfg.input, every_n_frames=cfg.every_n_frames)
     outcomes: list[Outcome] = []
     timings: list[float] = []
@@ -337,7 +337,7 @@ def codes_for_input(deca: DECA, landmarker, spec: str | Path,
     """Codes of the largest face of every image / video frame of ``spec`` (in order), their names and the
     failures. Used by animation and expression transfer."""
     trained = bool(cfg.model.checkpoint)
-    fit_cfg = FitConfig(steps=cfg.fit_steps, lr=cfg.fit_lr, photometric=0.0)
+    fit_cfg = FitConfig(steps=cfg.fit_steps, lr=cfg.fit_lr, terms={**cfg.fit_loss.terms, "photometric": 0.0})
     items, failures = expand_inputs(spec, every_n_frames=cfg.every_n_frames)
     codes, names = [], []
     for item in items:

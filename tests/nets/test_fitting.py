@@ -54,3 +54,15 @@ def test_fitting_with_the_photometric_term_reduces_the_image_error():
         end = deca.decode(result.code, detail=False).render.image
     err = lambda img: ((img - target.render.image).abs() * masks).sum() / masks.sum()  # noqa: E731
     assert err(end) < 0.6 * err(start)
+
+
+def test_fit_defaults_equal_conf_loss_fit():
+    """conf/loss/fit.yaml (the command line's weights) and DEFAULT_FIT_TERMS (the library's) must not drift."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from decalite.cli._hydra import CONF_DIR
+    from decalite.fitting import DEFAULT_FIT_TERMS
+
+    assert dict(OmegaConf.load(Path(CONF_DIR) / "loss" / "fit.yaml").terms) == DEFAULT_FIT_TERMS

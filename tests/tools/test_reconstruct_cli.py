@@ -75,7 +75,7 @@ def test_other_renderer_image_size_with_the_photometric_fit(inputs, tmp_path, tm
     cache = tmp_path_factory.mktemp("cache")
     out = tmp_path / "small"
     proc = _run(f"input={inputs / 'astronaut.jpg'}", f"output={out}", "landmarks=dlib", "fit_steps=100",
-                "fit_photometric=2.0", "renderer.image_size=128", "renderer.uv_size=128", "model=small",
+                "fit_loss.terms.photometric=2.0", "renderer.image_size=128", "renderer.uv_size=128", "model=small",
                 f"paths.cache_dir={cache}", "progress=false", "save.obj=false", "save.dense=false", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())

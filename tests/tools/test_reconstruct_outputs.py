@@ -9,14 +9,14 @@ import trimesh
 from PIL import Image
 
 from decalite.animate import render_frames, sweep_codes, transfer_codes, write_animation
-from decalite.fitting import FitConfig
+from decalite.fitting import DEFAULT_FIT_TERMS, FitConfig
 from decalite.reconstruct import infer, write_face
 
 
 def test_fit_from_the_mean_face_reduces_the_landmark_error(small_deca, known_faces):
     deca, _ = small_deca
     faces, _ = known_faces
-    code, before, after = infer(deca, faces, trained=False, fit_cfg=FitConfig(steps=120, lr=0.02, photometric=0.0))
+    code, before, after = infer(deca, faces, trained=False, fit_cfg=FitConfig(steps=120, lr=0.02, terms={**DEFAULT_FIT_TERMS, "photometric": 0.0}))
     assert (after < 0.5 * before).all() and after.max() < 0.05
 
 

@@ -84,6 +84,11 @@ def ndc_to_image_normalized(xy: torch.Tensor) -> torch.Tensor:
     return torch.stack([xy[..., 0], -xy[..., 1]], dim=-1)
 
 
+def image_normalized_to_ndc(xy: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`ndc_to_image_normalized`: image-normalised ``(x, y)`` (+y down) to NDC (+y up)."""
+    return torch.stack([xy[..., 0], -xy[..., 1]], dim=-1)
+
+
 def pixels_to_ndc(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Inverse of :func:`ndc_to_pixels`.
 
