@@ -185,6 +185,10 @@ def test_yaw_to_contour_bin() -> None:
         assert torch.equal(L.yaw_to_contour_bin(rad, "smplx"), want_smplx)
     with pytest.raises(ValueError, match="convention"):
         L.yaw_to_contour_bin(deg, "flame")
+    # A non-finite yaw (a diverged network) gives a valid bin, so the loss turns NaN and the step is skipped,
+    # instead of an index error in the middle of training.
+    nan_bins = L.yaw_to_contour_bin(torch.tensor([float("nan"), float("inf"), -float("inf")]))
+    assert ((nan_bins >= 0) & (nan_bins <= 78)).all()
 
 
 def test_dynamic_contour_uses_global_times_neck() -> None:

@@ -303,6 +303,7 @@ def yaw_to_contour_bin(yaw: torch.Tensor, convention: str = "deca") -> torch.Ten
     if convention not in CONTOUR_CONVENTIONS:
         raise ValueError(f"contour convention must be one of {CONTOUR_CONVENTIONS}; got {convention!r}")
     sign = 1.0 if convention == "deca" else -1.0
+    yaw = torch.nan_to_num(yaw, nan=0.0)  # a non-finite pose selects the frontal bin instead of an invalid index
     deg = torch.round(torch.clamp(sign * yaw * (180.0 / math.pi), min=-MAX_CONTOUR_YAW_DEG, max=MAX_CONTOUR_YAW_DEG))
     bins = torch.where(deg >= 0, deg, MAX_CONTOUR_YAW_DEG - deg)
     return bins.long()
