@@ -89,3 +89,5 @@ def test_synthetic_benchmark_writes_the_table(workspace):
         assert row["landmark_nme"] > 0 and row["shape_mm"] >= 0 and row["displacement_mm"] is not None
     assert saved["mean_face"]["detail_consistency_mm"] is None
     assert scores["after"]["landmark_nme"] == saved["after"]["landmark_nme"]
+    heldout = tmp / "eval" / "heldout"
+    assert list(heldout.glob("*_grid.png")) and list(heldout.glob("*_neutral_true.ply"))

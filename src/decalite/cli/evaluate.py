@@ -34,6 +34,36 @@ def table(scores: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+@torch.no_grad()
+def write_heldout(deca, batch: dict, folder: Path) -> None:
+    """One held-out identity reconstructed by the encoder: per image the posed mesh (PLY), the predicted and
+    true neutral heads, and a grid (input | render | coarse shape | detailed shape | true detailed shape)."""
+    from torchvision.utils import make_grid, save_image
+
+    from decalite.export import write_mesh
+
+    folder.mkdir(parents=True, exist_ok=True)
+    images = batch["images"][0]  # (1, K, 3, S, S) -> (K, 3, S, S)
+    code = deca.encode(images)
+    out = deca.decode(code)
+    faces = deca.flame.faces.numpy()
+    name = batch["identity"][0]
+    for i, verts in enumerate(out.vertices.numpy()):
+        write_mesh(folder / f"{name}_{i}.ply", verts, faces)
+    write_mesh(folder / f"{name}_neutral_pred.ply", deca.flame(shape=code.shape[:1]).vertices[0].numpy(), faces)
+    true_shape = batch["shape"][0, :1, : deca.flame.n_shape]
+    write_mesh(folder / f"{name}_neutral_true.ply", deca.flame(shape=true_shape).vertices[0].numpy(), faces)
+    shade = deca.renderer.render_shape
+    columns = [images, out.render.image.clamp(0, 1), shade(out.vertices, code.cam, background=images),
+               shade(out.vertices, code.cam, displacement=out.displacement, background=images)]
+    if "disp" in batch:
+        true = batch["disp"][0]
+        true = torch.nn.functional.interpolate(true, size=out.displacement.shape[-2:], mode="bilinear")
+        columns.append(shade(out.vertices, code.cam, displacement=true, background=images))
+    grid = make_grid(torch.stack(columns, 1).flatten(0, 1), nrow=len(columns), padding=2, pad_value=1.0)
+    save_image(grid, folder / f"{name}_grid.png")
+
+
 def run(cfg: DictConfig) -> dict[str, dict]:
     from decalite.cli.train import ensure_synthetic_data, stage_config
     from decalite.data.datamodule import IdentityGroupDataset, collate_groups
@@ -69,6 +99,9 @@ def run(cfg: DictConfig) -> dict[str, dict]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_eval.json").write_text(json.dumps(scores, indent=2))
+    first = next(iter(IdentityGroupDataset(str(Path(cfg.data.synthetic.root) / "val" / "*.tar"), k=int(cfg.data.k),
+                                           image_size=int(cfg.data.image_size), train=False)))
+    write_heldout(models["after"], collate_groups([first]), out / "heldout")
     log.info("held-out synthetic identities (%d), encoder only:\n%s", int(cfg.max_identities), table(scores))
     return scores
 
