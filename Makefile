@@ -61,6 +61,7 @@ bench: $(STAMP)  ## print speed figures: renderer, data loader, reconstruction, 
 	$(BIN)/python benchmarks/bench_reconstruct.py
 	$(BIN)/python benchmarks/bench_identity.py
 	$(BIN)/python benchmarks/bench_mrf.py
+	$(BIN)/python benchmarks/bench_now.py
 	$(BIN)/python benchmarks/bench_train.py
 
 clean:  ## remove outputs and caches (keeps .venv)
