@@ -55,6 +55,11 @@ class DECA(nn.Module):
         self.detail_encoder = ResnetEncoder(sizes.n_detail, backbone)
         self.detail_decoder = DetailDecoder(sizes.detail_latent)
 
+    def networks(self) -> dict[str, nn.Module]:
+        """The trainable networks by the names checkpoints use (see :func:`decalite.nets.checkpoints.load_weights`)."""
+        return {"coarse_encoder": self.coarse_encoder, "detail_encoder": self.detail_encoder,
+                "detail_decoder": self.detail_decoder}
+
     def encode(self, images: torch.Tensor, detail: bool = True) -> FaceCode:
         """(B, 3, H, W) images in [0, 1] (DECA: 224 x 224) -> FaceCode (with the detail code unless detail=False)."""
         code = split_code(self.coarse_encoder(images), self.sizes)

@@ -103,9 +103,7 @@ def build_deca(flame: FlameConfig, model: ModelConfig, renderer: RendererConfig,
     deca = DECA(build_flame(flame, assets), build_renderer(renderer, assets, fixed), sizes, albedo,
                 backbone=model.backbone)
     if model.checkpoint:
-        report = load_weights(model.checkpoint, {"coarse_encoder": deca.coarse_encoder,
-                                                 "detail_encoder": deca.detail_encoder,
-                                                 "detail_decoder": deca.detail_decoder})
+        report = load_weights(model.checkpoint, deca.networks())
         if report.format == OFFICIAL_FORMAT and fixed is None:
             # The official decoder was trained with the map added to every prediction: require it (the error
             # names the file and where it comes from).

@@ -78,11 +78,9 @@ def run(cfg: DictConfig) -> dict[str, dict]:
     ensure_synthetic_data(cfg)
 
     def model(checkpoint: str | None):
-        built = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
-        deca = built[0] if isinstance(built, tuple) else built
+        deca, _ = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
         if checkpoint:
-            load_weights(checkpoint, {"coarse_encoder": deca.coarse_encoder, "detail_encoder": deca.detail_encoder,
-                                      "detail_decoder": deca.detail_decoder}, strict=True)
+            load_weights(checkpoint, deca.networks(), strict=True)
         else:  # the state training starts from (see CoarseModule)
             stage = stage_config(cfg)
             set_prior_bias(deca.coarse_encoder, deca.sizes, tuple(stage.init_cam), stage.init_light)

@@ -71,8 +71,7 @@ def run(cfg: DictConfig):
     pl.seed_everything(int(cfg.seed), workers=True)
     if cfg.data.get("synthetic"):
         ensure_synthetic_data(cfg)
-    built = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
-    deca = built[0] if isinstance(built, tuple) else built
+    deca, _ = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
     module = build_stage_module(deca, stage_config(cfg))
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     for key in ("synthetic", "root"):

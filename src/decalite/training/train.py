@@ -54,9 +54,7 @@ def build_stage_module(deca: DECA, cfg: StageConfig) -> StageModule:
     if terms.get("mrf", 0.0):
         pretrained["mrf"] = load_vgg19_features(cfg.loss.vgg19_weights)
     if cfg.init_from:
-        parts = {"coarse_encoder": deca.coarse_encoder, "detail_encoder": deca.detail_encoder,
-                 "detail_decoder": deca.detail_decoder}
-        report = load_weights(cfg.init_from, parts)
+        report = load_weights(cfg.init_from, deca.networks())
         if report.missing.get("coarse_encoder"):
             raise ValueError(f"{cfg.init_from} holds no complete coarse encoder: {report.summary()}")
     return STAGES[cfg.stage](deca, cfg, pretrained)
