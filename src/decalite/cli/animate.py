@@ -10,7 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 from decalite.cli._hydra import CONF_DIR
-from decalite.cli.schema import AnimateConfig, ConfigError, typed
+from decalite.cli.schema import AnimateConfig, inference_model, typed_or_exit
 
 log = logging.getLogger("decalite.animate")
 
@@ -18,17 +18,11 @@ log = logging.getLogger("decalite.animate")
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="animate")
 def main(dict_cfg: DictConfig) -> None:
     from decalite.animate import load_codes, render_frames, sweep_codes, write_animation
-    from decalite.factory import build_deca, resolve_device
     from decalite.io.images import InputError
     from decalite.reconstruct import codes_for_input, landmarker_for
 
-    try:
-        cfg = typed(dict_cfg, AnimateConfig)
-    except ConfigError as err:
-        log.error("%s", err)
-        sys.exit(2)
-    deca, _ = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
-    deca = deca.to(resolve_device(cfg.device)).eval()
+    cfg = typed_or_exit(dict_cfg, AnimateConfig, log)
+    deca, _ = inference_model(cfg)
     device = next(deca.parameters()).device
     try:
         if cfg.codes:

@@ -186,7 +186,7 @@ def reconstruct_and_animate(cfg: DictConfig) -> dict:
     from PIL import Image
 
     from decalite.animate import load_codes, render_frames, sweep_codes, write_animation
-    from decalite.factory import build_deca, resolve_device
+    from decalite.cli.schema import inference_model
     from decalite.reconstruct import landmarker_for
     from decalite.reconstruct import run as reconstruct
 
@@ -202,8 +202,7 @@ def reconstruct_and_animate(cfg: DictConfig) -> dict:
         cfg.renderer.image_size = int(cfg.trained.image_size)
         cfg.renderer.uv_size = int(cfg.trained.uv_size)
         cfg.output = str(Path(cfg.out) / "reconstruct_trained")
-    deca, assets = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
-    deca = deca.to(resolve_device(cfg.device)).eval()
+    deca, assets = inference_model(cfg)
     landmarker = landmarker_for(cfg.landmarks)
     summary = reconstruct(deca, assets, landmarker, cfg)
     if not summary["reconstructed"]:

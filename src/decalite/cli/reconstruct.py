@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from decalite.cli._hydra import CONF_DIR
-from decalite.cli.schema import ConfigError, typed
+from decalite.cli.schema import inference_model, typed_or_exit
 from decalite.config import ReconstructConfig
 
 log = logging.getLogger("decalite.reconstruct")
@@ -21,17 +21,11 @@ log = logging.getLogger("decalite.reconstruct")
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="reconstruct")
 def main(dict_cfg: DictConfig) -> None:
-    from decalite.factory import build_deca, resolve_device
     from decalite.io.images import InputError
     from decalite.reconstruct import landmarker_for, run
 
-    try:
-        cfg = typed(dict_cfg, ReconstructConfig)
-    except ConfigError as err:
-        log.error("%s", err)
-        sys.exit(2)
-    deca, assets = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
-    deca = deca.to(resolve_device(cfg.device)).eval()
+    cfg = typed_or_exit(dict_cfg, ReconstructConfig, log)
+    deca, assets = inference_model(cfg)
     if not cfg.model.checkpoint:
         log.warning("No trained checkpoint (model.checkpoint=null): every face is fitted from the mean face "
                     "(%d steps)", cfg.fit_steps)

@@ -14,6 +14,8 @@ Only ``decalite.cli`` touches DictConfig: each app turns its config into its dat
 from __future__ import annotations
 
 import dataclasses
+import logging
+import sys
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -110,6 +112,23 @@ def register(tools: dict[str, type] | None = None) -> None:
         store.store(group=group, name="schema", node=node)
     for name, node in {**_TOOLS, **(tools or {})}.items():
         store.store(name=f"{name}_schema", node=node)
+
+
+def typed_or_exit(cfg: DictConfig, schema: type[T], log: logging.Logger) -> T:
+    """:func:`typed` for an entry point: a ConfigError is logged and the process exits with status 2."""
+    try:
+        return typed(cfg, schema)
+    except ConfigError as err:
+        log.error("%s", err)
+        sys.exit(2)
+
+
+def inference_model(cfg):
+    """(DECA, FlameAssets) built from a tool's config groups, placed on ``cfg.device`` in eval mode."""
+    from decalite.factory import build_deca, resolve_device
+
+    deca, assets = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
+    return deca.to(resolve_device(cfg.device)).eval(), assets
 
 
 def typed(cfg: DictConfig, schema: type[T]) -> T:

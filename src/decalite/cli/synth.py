@@ -9,7 +9,6 @@ renderer.* (backend, uv_size) and paths.*.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,12 +73,7 @@ def run(cfg: SynthConfig) -> Path:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="synth")
 def main(dict_cfg: DictConfig) -> None:
-    try:
-        cfg = schema.typed(dict_cfg, SynthConfig)
-    except schema.ConfigError as err:
-        log.error("%s", err)
-        sys.exit(2)
-    run(cfg)
+    run(schema.typed_or_exit(dict_cfg, SynthConfig, log))
 
 
 if __name__ == "__main__":

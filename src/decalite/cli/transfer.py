@@ -11,7 +11,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from decalite.cli._hydra import CONF_DIR
-from decalite.cli.schema import ConfigError, TransferConfig, typed
+from decalite.cli.schema import TransferConfig, inference_model, typed_or_exit
 
 log = logging.getLogger("decalite.transfer")
 
@@ -19,17 +19,11 @@ log = logging.getLogger("decalite.transfer")
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="transfer")
 def main(dict_cfg: DictConfig) -> None:
     from decalite.animate import render_frames, transfer_codes, write_animation
-    from decalite.factory import build_deca, resolve_device
     from decalite.io.images import InputError
     from decalite.reconstruct import codes_for_input, landmarker_for
 
-    try:
-        cfg = typed(dict_cfg, TransferConfig)
-    except ConfigError as err:
-        log.error("%s", err)
-        sys.exit(2)
-    deca, _ = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
-    deca = deca.to(resolve_device(cfg.device)).eval()
+    cfg = typed_or_exit(dict_cfg, TransferConfig, log)
+    deca, _ = inference_model(cfg)
     landmarker = landmarker_for(cfg.landmarks)
     try:
         source, src_names, _ = codes_for_input(deca, landmarker, cfg.source, cfg)
