@@ -10,8 +10,8 @@ from decalite.factory import build_deca, build_flame, build_renderer, load_asset
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    return load_assets(FlameConfig(dir=None), tmp_path_factory.mktemp("cache"))
+def assets(head_cache):
+    return load_assets(FlameConfig(dir=None), head_cache)
 
 
 def test_build_flame_takes_the_flame_group(assets):
@@ -28,11 +28,11 @@ def test_build_renderer_reads_cull_backfaces(assets, value, expected):
     assert renderer.fixed_displacement is None
 
 
-def test_build_deca_leaves_placement_and_mode_to_the_caller(tmp_path):
+def test_build_deca_leaves_placement_and_mode_to_the_caller(head_cache):
     deca, assets = build_deca(FlameConfig(dir=None, n_shape=10, n_exp=5),
                               ModelConfig(backbone="resnet18", n_shape=10, n_exp=5),
                               RendererConfig(image_size=32, uv_size=32, backend="torch"),
-                              PathsConfig(cache_dir=str(tmp_path)))
+                              PathsConfig(cache_dir=str(head_cache)))
     assert assets.generated
     assert deca.training  # not switched to eval by the builder
     assert {p.device.type for p in deca.parameters()} == {"cpu"}
@@ -40,7 +40,7 @@ def test_build_deca_leaves_placement_and_mode_to_the_caller(tmp_path):
     assert isinstance(deca.to(torch.device("cpu")).eval(), torch.nn.Module) and not deca.training
 
 
-def test_build_deca_rejects_code_sizes_that_differ_from_the_flame_layer(tmp_path):
+def test_build_deca_rejects_code_sizes_that_differ_from_the_flame_layer(head_cache):
     with pytest.raises(ValueError, match="flame.n_shape"):
         build_deca(FlameConfig(dir=None, n_shape=10, n_exp=5), ModelConfig(n_shape=20, n_exp=5), RendererConfig(),
-                   PathsConfig(cache_dir=str(tmp_path)))
+                   PathsConfig(cache_dir=str(head_cache)))

@@ -123,8 +123,8 @@ def test_albedo_is_not_clamped_and_shrinks_by_nearest_neighbour():
     assert AlbedoModel(AlbedoData(mean=mean, basis=basis, source="t"), 2, 4, clamp=True)(tex).max() <= 1
 
 
-def test_official_checkpoint_requires_the_fixed_displacement(tmp_path):
-    cfg = compose_typed("reconstruct", ["model=small", f"paths.cache_dir={tmp_path / 'cache'}",
+def test_official_checkpoint_requires_the_fixed_displacement(tmp_path, head_cache):
+    cfg = compose_typed("reconstruct", ["model=small", f"paths.cache_dir={head_cache}",
                                         "renderer.backend=torch", "input=unused"], ReconstructConfig)
     official = tmp_path / "deca_model.tar"
     torch.save({"E_flame": {}, "E_detail": {}, "D_detail": {}}, official)

@@ -168,8 +168,8 @@ def test_write_dataset_resumes_and_repairs(gen: SyntheticGenerator, tmp_path: Pa
     assert second.read_bytes() == original
 
 
-def test_cli_end_to_end_and_rerun_skips(tmp_path: Path) -> None:
-    out, cache = tmp_path / "out", tmp_path / "cache"
+def test_cli_end_to_end_and_rerun_skips(tmp_path: Path, head_cache: Path) -> None:
+    out, cache = tmp_path / "out", head_cache
     cmd = [sys.executable, "-m", "decalite.cli.synth", f"output={out}", "identities=2", "images_per_identity=2",
            "size=96", "render_size=128", "renderer.uv_size=128", f"paths.cache_dir={cache}"]
     env = {**os.environ, "OMP_NUM_THREADS": "2"}

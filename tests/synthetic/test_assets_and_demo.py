@@ -102,11 +102,11 @@ def test_assets_know_whether_they_are_the_generated_head(tmp_path):
     assert not load_assets(FlameConfig(dir=str(flame_like)), albedo=False).generated
 
 
-def test_demo_writes_meshes_that_load(tmp_path):
+def test_demo_writes_meshes_that_load(tmp_path, head_cache):
     from decalite.cli.demo import run
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("demo", overrides=[f"out={tmp_path / 'demo'}", f"paths.cache_dir={tmp_path / 'cache'}"])
+        cfg = compose("demo", overrides=[f"out={tmp_path / 'demo'}", f"paths.cache_dir={head_cache}"])
     summary = run(cfg)
     for name in summary["meshes"]:
         mesh = trimesh.load(tmp_path / "demo" / "head" / name, process=False)

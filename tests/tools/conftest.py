@@ -13,8 +13,8 @@ from decalite.reconstruct import Face
 
 
 @pytest.fixture(scope="session")
-def cfg_factory(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
+def cfg_factory(head_cache):
+    cache = head_cache
 
     def make(name: str = "reconstruct", *overrides: str) -> ReconstructConfig:
         return compose_typed(name, ["model=small", f"paths.cache_dir={cache}", "renderer.backend=torch",

@@ -15,14 +15,14 @@ def _cli(module: str, *args: str, cwd) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
-def test_animate_and_transfer_clis(tmp_path):
+def test_animate_and_transfer_clis(tmp_path, head_cache):
     photo = tmp_path / "astronaut.png"
     Image.fromarray(skimage.data.astronaut()).save(photo)
     flipped = tmp_path / "driver"
     flipped.mkdir()
     for i, shift in enumerate((0, 8)):
         Image.fromarray(np.roll(skimage.data.astronaut(), shift, axis=1)).save(flipped / f"frame{i}.png")
-    common = ["landmarks=dlib", "model=small", "fit_steps=10", f"paths.cache_dir={tmp_path / 'cache'}", "progress=false"]
+    common = ["landmarks=dlib", "model=small", "fit_steps=10", f"paths.cache_dir={head_cache}", "progress=false"]
     proc = _cli("decalite.cli.animate", f"input={photo}", f"output={tmp_path / 'anim'}", "frames=6", *common, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(imageio.mimread(tmp_path / "anim" / "astronaut_animation.gif")) == 6

@@ -36,8 +36,8 @@ def _run(*args, cwd):
                           capture_output=True, text=True, timeout=600)
 
 
-def test_batch_with_bad_inputs_reconstructs_the_good_ones(inputs, tmp_path, tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
+def test_batch_with_bad_inputs_reconstructs_the_good_ones(inputs, tmp_path, head_cache):
+    cache = head_cache
     out = tmp_path / "out"
     proc = _run(f"input={inputs}", f"output={out}", "landmarks=dlib", "fit_steps=60", "model=small", "batch_size=3",
                 f"paths.cache_dir={cache}", "progress=false", "now=true", cwd=tmp_path)
@@ -55,8 +55,8 @@ def test_batch_with_bad_inputs_reconstructs_the_good_ones(inputs, tmp_path, tmp_
     assert "5 input(s) failed" in proc.stdout + proc.stderr
 
 
-def test_all_faces_and_unwritable_output(inputs, tmp_path, tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
+def test_all_faces_and_unwritable_output(inputs, tmp_path, head_cache):
+    cache = head_cache
     proc = _run(f"input={inputs / 'astronaut.jpg'}", f"output={tmp_path / 'all'}", "landmarks=dlib", "fit_steps=0",
                 "all_faces=true", "model=small", f"paths.cache_dir={cache}", "progress=false",
                 "save.obj=false", "save.dense=false", "save.vis=false", cwd=tmp_path)
@@ -70,9 +70,9 @@ def test_all_faces_and_unwritable_output(inputs, tmp_path, tmp_path_factory):
     assert proc.returncode == 2 and "not writable" in proc.stdout + proc.stderr
 
 
-def test_other_renderer_image_size_with_the_photometric_fit(inputs, tmp_path, tmp_path_factory):
+def test_other_renderer_image_size_with_the_photometric_fit(inputs, tmp_path, head_cache):
     """Crops follow renderer.image_size, so the photometric term compares images of one size (it used to crop 224)."""
-    cache = tmp_path_factory.mktemp("cache")
+    cache = head_cache
     out = tmp_path / "small"
     proc = _run(f"input={inputs / 'astronaut.jpg'}", f"output={out}", "landmarks=dlib", "fit_steps=100",
                 "fit_loss.terms.photometric=2.0", "renderer.image_size=128", "renderer.uv_size=128", "model=small",

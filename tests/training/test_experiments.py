@@ -3,6 +3,7 @@ a short real run leaves a checkpoint that the detail stage and decalite-reconstr
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ SMALL = ["trainer=cpu", "model=small", "renderer.image_size=32", "renderer.uv_si
 def _cfg(tmp: Path, *overrides: str):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("train", overrides=[*SMALL, f"paths.data_dir={tmp / 'data'}", f"paths.log_dir={tmp / 'logs'}",
-                                          f"paths.cache_dir={tmp / 'cache'}", *overrides])
+                                          f"paths.cache_dir={os.environ['DECALITE_CACHE']}", *overrides])
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp / "run" / "_".join(o.split("=")[-1] for o in overrides[:1]))
     return cfg
@@ -63,9 +64,12 @@ def test_fast_dev_run_of_every_experiment(workspace, name):
         overrides.append(f"init_from={coarse.checkpoint}")
     if name == "deca_coarse":
         overrides.append(f"init_from={coarse.checkpoint}")
+    before = set((tmp / "run").rglob("*.ckpt"))
     result = run(_cfg(tmp, *overrides))
     assert result.skipped_steps == 0
     assert any(k.startswith("train/loss/") for k in result.metrics)
+    assert result.checkpoint is None  # a smoke test writes no checkpoint (hundreds of MB each)
+    assert set((tmp / "run").rglob("*.ckpt")) == before
 
 
 def test_synthetic_benchmark_writes_the_table(workspace):
@@ -77,7 +81,7 @@ def test_synthetic_benchmark_writes_the_table(workspace):
     tmp, coarse, _ = workspace
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("evaluate", overrides=[*SMALL, "experiment=synthetic_cpu", f"paths.data_dir={tmp / 'data'}",
-                                             f"paths.log_dir={tmp / 'logs'}", f"paths.cache_dir={tmp / 'cache'}",
+                                             f"paths.log_dir={tmp / 'logs'}", f"paths.cache_dir={os.environ['DECALITE_CACHE']}",
                                              f"checkpoint={coarse.checkpoint}", f"out={tmp / 'eval'}",
                                              "max_identities=1", "data.k=2"])
     with open_dict(cfg):

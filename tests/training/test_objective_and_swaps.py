@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from decalite.data.swaps import within_group_permutation
 from decalite.losses.landmark import landmark_loss
 from decalite.losses.objective import REGISTRY, check_weights, objective
-from decalite.data.swaps import within_group_permutation
 
 
 def test_objective_weights_and_skips():

@@ -79,12 +79,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return None
 
 
+def _last_checkpoint_callback(trainer: pl.Trainer) -> pl.callbacks.ModelCheckpoint | None:
+    """The ModelCheckpoint that keeps last.ckpt (the resume point), not a milestone one."""
+    return next((c for c in trainer.checkpoint_callbacks if c.save_last), trainer.checkpoint_callback)
+
+
 class _SaveLastAtEnd(pl.Callback):
     """Refresh last.ckpt when fit ends after the last periodic save (max_steps not a multiple of
     every_n_train_steps): Lightning writes last.ckpt at the end only when it never wrote one."""
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        cb = trainer.checkpoint_callback
+        cb = _last_checkpoint_callback(trainer)
         if cb is None or not cb.save_last or trainer.fast_dev_run or cb._last_global_step_saved == trainer.global_step:
             return
         cb._save_last_checkpoint(trainer, cb._monitor_candidates(trainer))
@@ -93,11 +98,15 @@ class _SaveLastAtEnd(pl.Callback):
 def train(module: StageModule, datamodule: pl.LightningDataModule, trainer: pl.Trainer,
           resume: str | None = None) -> TrainResult:
     """Fit one stage. ``resume``: a checkpoint of this run to continue (optimizer state and step count)."""
+    if trainer.fast_dev_run:
+        # A smoke test writes no checkpoints (Lightning's ModelCheckpoint.on_train_end still saves last.ckpt
+        # under fast_dev_run, a few hundred MB per run).
+        trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, pl.callbacks.ModelCheckpoint)]
     trainer.callbacks.append(_SaveLastAtEnd())
     if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
         trainer.strategy.checkpoint_io = AtomicCheckpointIO()
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
-    callback = trainer.checkpoint_callback
+    callback = _last_checkpoint_callback(trainer)
     checkpoint = None
     if callback is not None:
         checkpoint = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "") or None
