@@ -57,6 +57,7 @@ from decalite.data.shards import (
     write_shard,
 )
 from decalite.io.images import InputError, load_image, to_rgb8  # noqa: F401 (to_rgb8 re-exported)
+from decalite.io.inputs import check_video_size
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +232,11 @@ class VideoFrames:
                 self.close()
                 self._reader = iio.get_reader(str(path), format="FFMPEG")
                 self._path = str(path)
+                check_video_size(self._reader, Path(path))  # frame size checked before any frame is decoded
             frame = np.asarray(self._reader.get_data(int(index)))
+        except InputError as err:
+            self.close()
+            raise SourceError(err.reason) from None
         except Exception as exc:  # noqa: BLE001 - ffmpeg errors come in many types
             self.close()
             raise SourceError(f"cannot decode video frame {index} ({type(exc).__name__}: {exc})") from None

@@ -22,6 +22,12 @@ share the key ``<identity>__<chunk>`` (letters, digits, ``_`` and ``-`` only) an
 A folder of shards has ``manifest.json``: format version, per-shard name / sha256 / samples / images /
 identities, totals, flagged identities and failures (file + reason). Shards are written to a temporary name
 and renamed when complete, so a folder never holds a half-written shard under its final name.
+
+Decoding a sample is bounded (shards may come from elsewhere): at most :data:`MAX_SAMPLE_MEMBERS` files and
+:data:`MAX_SAMPLE_IMAGES` images, a ``meta.json`` of at most :data:`MAX_META_BYTES`, images whose declared size is
+checked before decoding (:data:`MAX_SAMPLE_PIXELS` for the sample), and ``.npy`` / ``.npz`` members whose headers
+may not declare more data than they hold. A sample that breaks a bound raises :class:`SampleError` (an
+``AssetError`` and a ``ValueError``) naming the shard, the sample and the member.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ import io
 import json
 import os
 import re
+import zipfile
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,11 +47,32 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from decalite.errors import AssetError
+from decalite.io.images import open_image, pixel_problem
+from decalite.io.npy import check_npz, load_npy
+
 FORMAT_VERSION = 1
 CONTEXT_SCALE = 2.0
 DEFAULT_SIZE = 256
 MANIFEST = "manifest.json"
 _KEY_OK = re.compile(r"[^A-Za-z0-9_-]+")
+#: Images one sample may hold (``decalite-prepare`` writes at most ``max_images_per_sample``, 32 by default).
+MAX_SAMPLE_IMAGES = 1024
+#: Files one sample may hold: an image and a mask per image, plus lmk, meta, gt, verts, disp and webdataset keys.
+MAX_SAMPLE_MEMBERS = 2 * MAX_SAMPLE_IMAGES + 16
+MAX_META_BYTES = 1 << 20
+#: Pixels decoded for one sample, images and masks together (32 crops of 256 x 256 are 4 M).
+MAX_SAMPLE_PIXELS = 1 << 28
+#: Bytes of one ``.npy`` / ``.npz`` member.
+MAX_MEMBER_BYTES = 1 << 30
+
+
+class SampleError(AssetError, ValueError):
+    """A shard sample that is corrupt or exceeds a bound. ``path`` is ``<shard url>#<sample key>``."""
+
+    def __init__(self, raw: dict[str, Any], problem: str) -> None:
+        url, key = raw.get("__url__"), raw.get("__key__", "?")
+        super().__init__(f"{url}#{key}" if url else str(key), problem, what="shard sample")
 
 
 @dataclass
@@ -117,12 +146,75 @@ def encode_sample(sample: IdentitySample, jpeg_quality: int = 95) -> dict[str, b
     return out
 
 
-def sample_size(raw: dict[str, Any]) -> int:
-    """Number of images in a raw sample (from its meta.json), without decoding any image."""
+def _read_meta(raw: dict[str, Any]) -> dict[str, Any]:
+    """The checked ``meta.json`` of a raw sample: a dict whose ``n_images`` is an int in [0, MAX_SAMPLE_IMAGES].
+
+    Raises:
+        SampleError: too many members, no / too large / malformed meta.json, or a bad image count.
+    """
+    if len(raw) > MAX_SAMPLE_MEMBERS:
+        raise SampleError(raw, f"it has {len(raw):,} files, more than the {MAX_SAMPLE_MEMBERS:,} a sample may hold")
+    text = raw.get("meta.json")
+    if not isinstance(text, (bytes, str)):
+        raise SampleError(raw, "meta.json is missing")
+    if len(text) > MAX_META_BYTES:
+        raise SampleError(raw, f"meta.json has {len(text):,} bytes, more than the {MAX_META_BYTES:,} allowed")
     try:
-        return int(json.loads(raw["meta.json"])["n_images"])
-    except (KeyError, ValueError, TypeError) as exc:
-        raise ValueError(f"corrupt sample {raw.get('__key__', '?')!r}: bad meta.json ({exc})") from exc
+        meta = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise SampleError(raw, f"meta.json is not valid JSON ({type(exc).__name__}: {str(exc)[:100]})") from None
+    n = meta.get("n_images") if isinstance(meta, dict) else None
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_SAMPLE_IMAGES:
+        raise SampleError(raw, f"meta.json n_images is {str(n)[:40]}, not a count in 0..{MAX_SAMPLE_IMAGES}")
+    return meta
+
+
+def sample_size(raw: dict[str, Any]) -> int:
+    """Number of images in a raw sample (from its meta.json), without decoding any image. Raises SampleError."""
+    return int(_read_meta(raw)["n_images"])
+
+
+class _PixelBudget:
+    """Pixels left to decode for one sample (see :data:`MAX_SAMPLE_PIXELS`)."""
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.raw, self.left = raw, MAX_SAMPLE_PIXELS
+
+    def image(self, member: str, mode: str) -> np.ndarray:
+        """(H, W, C) or (H, W) uint8 of an image member, its declared size checked before decoding."""
+        try:
+            img = open_image(io.BytesIO(self.raw[member]))
+        except Image.DecompressionBombError as exc:
+            raise SampleError(self.raw, f"{member}: refused as a decompression bomb by PIL ({exc})") from None
+        with img:
+            problem = pixel_problem(img.size)
+            if problem:
+                raise SampleError(self.raw, f"{member}: {problem}")
+            self.left -= img.size[0] * img.size[1]
+            if self.left < 0:
+                raise SampleError(self.raw, f"{member}: its images exceed {MAX_SAMPLE_PIXELS:,} pixels for the sample")
+            return np.asarray(img.convert(mode))
+
+
+def _npy_member(raw: dict[str, Any], member: str) -> np.ndarray:
+    data = raw[member]
+    if not isinstance(data, bytes):
+        raise SampleError(raw, f"{member} is not file content")
+    try:
+        return load_npy(data, source=member, name=member, max_bytes=MAX_MEMBER_BYTES)
+    except AssetError as err:
+        raise SampleError(raw, err.problem) from None
+
+
+def _gt_member(raw: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The arrays of ``gt.npz`` (members checked against their declared sizes first)."""
+    with zipfile.ZipFile(io.BytesIO(raw["gt.npz"])) as archive:
+        try:
+            check_npz(archive, "gt.npz", max_bytes=MAX_MEMBER_BYTES)
+        except AssetError as err:
+            raise SampleError(raw, f"gt.npz: {err.problem}") from None
+    with np.load(io.BytesIO(raw["gt.npz"]), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
 
 
 def decode_sample(raw: dict[str, Any], indices: Sequence[int] | None = None) -> IdentitySample:
@@ -133,27 +225,28 @@ def decode_sample(raw: dict[str, Any], indices: Sequence[int] | None = None) -> 
         indices: decode only these images (in this order, repeats allowed); per-image labels and ground truth
             are selected the same way. None: all images.
 
-    Raises ValueError naming the sample key when a file is missing or does not decode.
+    Raises:
+        SampleError: (a ValueError) naming the shard and sample key when a file is missing, does not decode or
+            exceeds a bound (see the module docstring).
     """
-    key = raw.get("__key__", "?")
+    meta = _read_meta(raw)
+    n = int(meta["n_images"])
     try:
-        meta = json.loads(raw["meta.json"])
-        n = int(meta["n_images"])
         chosen = list(range(n)) if indices is None else [int(i) for i in indices]
-        images = np.stack([np.asarray(Image.open(io.BytesIO(raw[f"{i:02d}.jpg"])).convert("RGB")) for i in chosen])
-        masks = np.stack([np.asarray(Image.open(io.BytesIO(raw[f"{i:02d}.mask.png"])).convert("L")) for i in chosen])
-        landmarks = np.load(io.BytesIO(raw["lmk.npy"]), allow_pickle=False)
-        gt: dict[str, np.ndarray] = {}
-        if "gt.npz" in raw:
-            with np.load(io.BytesIO(raw["gt.npz"]), allow_pickle=False) as z:
-                gt = {k: z[k] for k in z.files}
+        landmarks = _npy_member(raw, "lmk.npy")
+        if landmarks.shape != (n, 68, 2):
+            raise SampleError(raw, f"lmk.npy has shape {landmarks.shape}, expected ({n}, 68, 2)")
+        budget = _PixelBudget(raw)
+        images = np.stack([budget.image(f"{i:02d}.jpg", "RGB") for i in chosen])
+        masks = np.stack([budget.image(f"{i:02d}.mask.png", "L") for i in chosen])
+        gt: dict[str, np.ndarray] = _gt_member(raw) if "gt.npz" in raw else {}
         for name in ("verts", "disp"):
             if f"{name}.npy" in raw:
-                gt[name] = np.load(io.BytesIO(raw[f"{name}.npy"]), allow_pickle=False).astype(np.float32)
-    except (KeyError, OSError, ValueError, json.JSONDecodeError) as exc:
-        raise ValueError(f"corrupt sample {key!r}: {type(exc).__name__}: {exc}") from exc
-    if landmarks.shape != (n, 68, 2):
-        raise ValueError(f"corrupt sample {key!r}: lmk.npy has shape {landmarks.shape}, expected ({n}, 68, 2)")
+                gt[name] = _npy_member(raw, f"{name}.npy").astype(np.float32)
+    except SampleError:
+        raise
+    except (KeyError, OSError, ValueError, zipfile.BadZipFile, zlib.error, Image.DecompressionBombError) as exc:
+        raise SampleError(raw, f"{type(exc).__name__}: {str(exc)[:300]}") from exc
     if indices is not None:
         landmarks = landmarks[chosen]
         gt = {k: (v[chosen] if v.ndim and v.shape[0] == n else v) for k, v in gt.items()}

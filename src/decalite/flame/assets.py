@@ -8,6 +8,12 @@ formats by :mod:`decalite.flame.asset_writer`, validate them and return the cont
 
 Every problem is raised as :class:`~decalite.errors.AssetError`, naming the file, the key, the
 expected and the found shape, and how to obtain a valid file.
+
+Time and memory stay bounded for hostile files: pickles go through the bounded restricted unpickler, each
+field is converted only after its element count (shared references counted each time they appear) is checked
+against what a FLAME file can hold (:data:`MAX_VERTICES`, :data:`MAX_FACES`, :data:`MAX_JOINTS`,
+:data:`MAX_COMPONENTS`, and the exact shapes of the landmark embedding), ``.npy`` / ``.npz`` headers are checked
+against the bytes present, and images against :data:`MAX_MASK_PIXELS` before they are decoded.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +48,8 @@ from decalite.flame.model_data import (
     FlameModelData,
     LandmarkEmbedding,
 )
+from decalite.io.bounded import DEFAULT_LIMITS, to_array
+from decalite.io.npy import check_npz, load_npy
 from decalite.io.pathlike import PathLike
 from decalite.io.safe_pickle import (
     chumpy_to_numpy,
@@ -65,6 +73,20 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+
+#: What a FLAME-format model may hold (FLAME 2020: 5,023 vertices, 9,976 faces, 5 joints, 300 + 100 components;
+#: decalite's generated head: 5,824 vertices, 11,636 faces). A field declaring more is refused before it is
+#: converted.
+MAX_VERTICES = 50_000
+MAX_FACES = 100_000
+MAX_JOINTS = 16
+MAX_COMPONENTS = 1_000
+#: Pixels of a UV mask PNG (DECA's are 256 x 256); larger declared sizes are refused before decoding.
+MAX_MASK_PIXELS = 8192 * 8192
+#: Bytes of an albedo model's arrays (FLAME_albedo_from_BFM.npz at 512 x 512 x 3 x 145 float64 is 0.9 GB).
+MAX_ALBEDO_BYTES = 4 << 30
+#: Bytes of DECA's fixed displacement map (256 x 256 float64 is 0.5 MB).
+MAX_DISPLACEMENT_BYTES = 64 << 20
 
 #: Standard file names inside a FLAME asset folder. ``"albedo"`` lists candidates; the first existing wins.
 FLAME_FILES: dict[str, Any] = {
@@ -159,24 +181,32 @@ def _check_shape(kind: _Kind, path: str, key: str, arr: np.ndarray, expected: st
         raise kind.error(path, f"key '{key}' has shape {_shape_str(arr.shape)}, expected {expected}")
 
 
-def _as_float(kind: _Kind, path: str, key: str, value: Any, dtype: type = np.float64) -> np.ndarray:
-    if hasattr(value, "toarray") and callable(value.toarray):  # scipy sparse
-        value = value.toarray()
-    elif hasattr(value, "detach") and hasattr(value, "numpy"):  # torch tensor
-        value = value.detach().cpu().numpy()
+def _field_array(kind: _Kind, path: str, key: str, value: Any, max_elements: int, why: str) -> np.ndarray:
+    """The value of ``key`` (chumpy stand-ins resolved, sparse densified) as an array, no copy where possible.
+
+    Its element count is checked against ``max_elements`` before anything is allocated.
+    """
+    limits = replace(DEFAULT_LIMITS, max_elements=max_elements)
+    value = chumpy_to_numpy(value, name=key, source=path, limits=limits)
     try:
-        arr = np.asarray(value)
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise TypeError(f"dtype {arr.dtype}")
-        return np.ascontiguousarray(arr, dtype=dtype)
+        return to_array(value, name=key, source=path, max_elements=max_elements, why=why)
     except (TypeError, ValueError) as exc:
         raise kind.error(path, f"key '{key}' is not a numeric array ({type(value).__name__}: {exc})") from exc
 
 
-def _as_index(kind: _Kind, path: str, key: str, value: Any) -> np.ndarray:
-    if hasattr(value, "detach") and hasattr(value, "numpy"):  # torch tensor
-        value = value.detach().cpu().numpy()
-    arr = np.asarray(value)
+def _as_float(
+    kind: _Kind, path: str, key: str, value: Any, max_elements: int, why: str = "", dtype: type = np.float64
+) -> np.ndarray:
+    """``value`` as a contiguous float array of at most ``max_elements`` elements."""
+    arr = _field_array(kind, path, key, value, max_elements, why)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise kind.error(path, f"key '{key}' is not a numeric array ({type(value).__name__}: dtype {arr.dtype})")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _as_index(kind: _Kind, path: str, key: str, value: Any, max_elements: int, why: str = "") -> np.ndarray:
+    """``value`` as a contiguous int64 array of at most ``max_elements`` elements (integral floats accepted)."""
+    arr = _field_array(kind, path, key, value, max_elements, why)
     if np.issubdtype(arr.dtype, np.integer):
         return np.ascontiguousarray(arr, dtype=np.int64)
     if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
@@ -231,40 +261,44 @@ def load_flame_model(path: PathLike) -> FlameModelData:
         if missing:
             found = ", ".join(sorted(map(str, raw)))
             raise _MODEL.error(path, f"missing key(s) {', '.join(repr(k) for k in missing)} (found: {found})")
-        val = {k: chumpy_to_numpy(raw[k], name=k, source=path) for k in _MODEL_KEYS}
-
-        v_template = _as_float(_MODEL, path, "v_template", val["v_template"])
+        v_template = _as_float(_MODEL, path, "v_template", raw["v_template"], 3 * MAX_VERTICES,
+                               f"at most {MAX_VERTICES:,} vertices x 3")
         ok = v_template.ndim == 2 and v_template.shape[1] == 3
         _check_shape(_MODEL, path, "v_template", v_template, "(V, 3)", ok)
         n_verts = v_template.shape[0]
 
-        faces = _as_index(_MODEL, path, "f", val["f"])
+        faces = _as_index(_MODEL, path, "f", raw["f"], 3 * MAX_FACES, f"at most {MAX_FACES:,} faces x 3")
         _check_shape(_MODEL, path, "f", faces, "(F, 3)", faces.ndim == 2 and faces.shape[1] == 3 and len(faces) > 0)
         if faces.min() < 0 or faces.max() >= n_verts:
             raise _MODEL.error(path, f"key 'f' indexes vertices {faces.min()}..{faces.max()}, but V = {n_verts}")
 
-        kintree = _as_index(_MODEL, path, "kintree_table", val["kintree_table"])
+        kintree = _as_index(_MODEL, path, "kintree_table", raw["kintree_table"], 2 * MAX_JOINTS,
+                            f"2 x at most {MAX_JOINTS} joints")
         _check_shape(_MODEL, path, "kintree_table", kintree, "(2, J)", kintree.ndim == 2 and kintree.shape[0] == 2)
         parents = _parents_from_kintree(path, kintree)
         n_joints = len(parents)
 
-        shapedirs = _as_float(_MODEL, path, "shapedirs", val["shapedirs"])
+        shapedirs = _as_float(_MODEL, path, "shapedirs", raw["shapedirs"], n_verts * 3 * MAX_COMPONENTS,
+                              f"{n_verts:,} vertices x 3 x at most {MAX_COMPONENTS:,} components")
         _check_shape(
             _MODEL, path, "shapedirs", shapedirs, f"({n_verts}, 3, K) with K > {N_SHAPE_TOTAL} (shape + expression)",
             shapedirs.ndim == 3 and shapedirs.shape[:2] == (n_verts, 3) and shapedirs.shape[2] > N_SHAPE_TOTAL,
         )  # fmt: skip
-        posedirs = _as_float(_MODEL, path, "posedirs", val["posedirs"])
         n_pose = 9 * (n_joints - 1)
+        posedirs = _as_float(_MODEL, path, "posedirs", raw["posedirs"], n_verts * 3 * n_pose,
+                             f"{n_verts:,} vertices x 3 x {n_pose} pose correctives")
         _check_shape(
             _MODEL, path, "posedirs", posedirs, f"({n_verts}, 3, {n_pose})",
             posedirs.shape == (n_verts, 3, n_pose),
         )  # fmt: skip
-        j_regressor = _as_float(_MODEL, path, "J_regressor", val["J_regressor"])
+        j_regressor = _as_float(_MODEL, path, "J_regressor", raw["J_regressor"], n_joints * n_verts,
+                                f"{n_joints} joints x {n_verts:,} vertices")
         _check_shape(
             _MODEL, path, "J_regressor", j_regressor, f"({n_joints}, {n_verts})",
             j_regressor.shape == (n_joints, n_verts),
         )  # fmt: skip
-        weights = _as_float(_MODEL, path, "weights", val["weights"])
+        weights = _as_float(_MODEL, path, "weights", raw["weights"], n_verts * n_joints,
+                            f"{n_verts:,} vertices x {n_joints} joints")
         _check_shape(_MODEL, path, "weights", weights, f"({n_verts}, {n_joints})", weights.shape == (n_verts, n_joints))
         if not np.allclose(weights.sum(axis=1), 1.0, atol=1e-3):
             logger.warning("Skinning weights of %s do not sum to 1 for every vertex", path)
@@ -315,8 +349,9 @@ def load_landmark_embedding(path: PathLike) -> LandmarkEmbedding:
             raise _LANDMARKS.error(path, f"missing key(s) {', '.join(repr(k) for k in missing)} (found: {found})")
         out: dict[str, np.ndarray] = {}
         for key, (shape, is_bary) in specs.items():
-            value = chumpy_to_numpy(raw[key], name=key, source=path)
-            a = _as_float(_LANDMARKS, path, key, value) if is_bary else _as_index(_LANDMARKS, path, key, value)
+            count, why = math.prod(shape), f"shape {_shape_str(shape)}"
+            convert = _as_float if is_bary else _as_index
+            a = convert(_LANDMARKS, path, key, raw[key], count, why)
             if key.startswith("full_") and a.ndim == len(shape) + 1 and a.shape[0] == 1:
                 a = a[0]  # the file stores a leading batch dimension of 1
             expected = _shape_str(shape) if not key.startswith("full_") else f"{_shape_str((1, *shape))}"
@@ -438,9 +473,14 @@ def load_uv_mask(path: PathLike, size: int | None = None) -> np.ndarray:
     """
     from PIL import Image, UnidentifiedImageError
 
+    from decalite.io.images import open_image, pixel_problem
+
     path = _require_file(_MASK, path)
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
+            problem = pixel_problem(img.size, MAX_MASK_PIXELS)
+            if problem:
+                raise _MASK.error(path, problem)
             img.load()
             if img.mode.startswith("I;16"):
                 arr = np.asarray(img, dtype=np.float32) / 65535.0
@@ -450,7 +490,7 @@ def load_uv_mask(path: PathLike, size: int | None = None) -> np.ndarray:
                     arr = arr / (65535.0 if arr.max() > 255 else 255.0)
             else:
                 arr = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise _MASK.error(path, f"unreadable or truncated image ({exc})") from exc
     if arr.ndim != 2:
         raise _MASK.error(path, f"expected a single-channel image, decoded shape {arr.shape}")
@@ -466,10 +506,8 @@ def load_uv_mask(path: PathLike, size: int | None = None) -> np.ndarray:
 def load_fixed_displacement(path: PathLike) -> np.ndarray:
     """Read DECA's ``fixed_displacement_256.npy``: (U, U) float32 metres (no pickles are accepted)."""
     path = _require_file(_FIXED_DISPLACEMENT, path)
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise _FIXED_DISPLACEMENT.error(path, f"unreadable, truncated or not a plain array ({exc})") from None
+    with _context(_FIXED_DISPLACEMENT, path):
+        arr = load_npy(path, name="the displacement map", max_bytes=MAX_DISPLACEMENT_BYTES)
     if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or not np.issubdtype(arr.dtype, np.floating):
         raise _FIXED_DISPLACEMENT.error(path, f"expected a square float array, got {arr.dtype} {arr.shape}")
     if not np.isfinite(arr).all() or np.abs(arr).max() > 0.05:
@@ -504,10 +542,12 @@ def load_albedo(path: PathLike, n_components: int | None = None) -> AlbedoData:
         raise ValueError(f"n_components must be >= 0, got {n_components}")
     try:
         with open(path, "rb") as fh:
-            npz = np.load(fh, allow_pickle=False)
-            if not isinstance(npz, np.lib.npyio.NpzFile):
+            if fh.read(4) != b"PK\x03\x04":  # np.load would read an .npy here, trusting its header
                 raise _ALBEDO.error(path, "not an .npz archive")
+            fh.seek(0)
+            npz = np.load(fh, allow_pickle=False)
             with npz:
+                check_npz(npz.zip, path, max_bytes=MAX_ALBEDO_BYTES)
                 keys = set(npz.files)
                 if {"MU", "PC"} <= keys:
                     layout, mean_raw, basis_raw, scale = "MU/PC", npz["MU"], npz["PC"], 1.0
@@ -517,8 +557,8 @@ def load_albedo(path: PathLike, n_components: int | None = None) -> AlbedoData:
                     raise _ALBEDO.error(
                         path, f"unknown albedo layout: needs keys MU and PC, or mean and tex_dir; found {sorted(keys)}"
                     )
-    except AssetError:
-        raise
+    except AssetError as err:
+        raise _ALBEDO.annotate(err, path)
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
         raise _ALBEDO.error(path, f"unreadable or truncated .npz ({type(exc).__name__}: {exc})") from exc
 

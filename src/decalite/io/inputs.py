@@ -1,17 +1,24 @@
 """Expanding a user's ``input=`` into items: an image, a folder, a list file (one path per line) or a video
-(sampled every n frames). Problems with one input become failure records; the others go on."""
+(sampled every n frames). Problems with one input become failure records; the others go on.
+
+Videos are bounded like images: a frame size beyond :data:`~decalite.io.images.MAX_PIXELS` is refused before any
+frame is decoded, and at most :data:`MAX_VIDEO_BYTES` of sampled frames are kept per video."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from decalite.io.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, InputError, load_image
+from decalite.io.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, InputError, load_image, pixel_problem
 
 log = logging.getLogger(__name__)
+
+#: Decoded frames kept per video (1080p: about 340 frames); later frames are skipped with a warning.
+MAX_VIDEO_BYTES = 2 << 30
 
 
 @dataclass
@@ -28,19 +35,39 @@ class InputItem:
         return self.array if self.array is not None else load_image(self.path)
 
 
+def check_video_size(reader: Any, path: Path) -> None:
+    """Refuse a video whose declared frame size is beyond MAX_PIXELS, before a frame is decoded (InputError)."""
+    size = reader.get_meta_data().get("size")
+    if not (isinstance(size, (tuple, list)) and len(size) == 2):
+        raise InputError(path, "the video declares no frame size; re-encode it as H.264 MP4")
+    problem = pixel_problem((int(size[0]), int(size[1])))
+    if problem:
+        raise InputError(path, f"video frames: {problem}")
+
+
 def video_frames(path: Path, every_n_frames: int = 10) -> list[tuple[int, np.ndarray]]:
-    """Decode every n-th frame of a video as (index, (H, W, 3) uint8). Raises InputError (no frames, unreadable)."""
+    """Decode every n-th frame of a video as (index, (H, W, 3) uint8). Raises InputError (no frames, unreadable,
+    frames too large); keeps at most MAX_VIDEO_BYTES of frames (a warning names the video when it stops early)."""
     import imageio.v2 as imageio
 
     try:
         reader = imageio.get_reader(str(path), "ffmpeg")
     except Exception as exc:  # noqa: BLE001 - imageio raises many types for bad videos
         raise InputError(path, f"unreadable video ({type(exc).__name__}: {exc}); re-encode it as H.264 MP4") from None
-    frames = []
+    frames, kept = [], 0
     try:
+        check_video_size(reader, path)
         for i, frame in enumerate(reader):
-            if i % every_n_frames == 0:
-                frames.append((i, np.asarray(frame)[..., :3].astype(np.uint8)))
+            if i % every_n_frames:
+                continue
+            if kept >= MAX_VIDEO_BYTES:
+                log.warning("%s: kept the first %d sampled frames (%d bytes, the limit); raise every_n_frames to "
+                            "cover the whole video", path, len(frames), MAX_VIDEO_BYTES)
+                break
+            frames.append((i, np.asarray(frame)[..., :3].astype(np.uint8)))
+            kept += frames[-1][1].nbytes
+    except InputError:
+        raise
     except Exception as exc:  # noqa: BLE001 - a truncated stream ends the video; keep what decoded
         log.warning("%s: video decoding stopped at a broken frame (%s)", path, exc)
     finally:

@@ -138,6 +138,12 @@ def _asset_error(path: str | os.PathLike[str] | None, problem: str) -> AssetErro
 
 
 def _read_state_dict(path: Path) -> Mapping[str, object]:
+    from decalite.io.torch_files import check_torch_file
+
+    try:
+        check_torch_file(path)  # declared sizes against the file's bytes, before torch allocates them
+    except AssetError as err:
+        raise err.add_context(what=VGG19_WHAT, expected=VGG19_EXPECTED, how_to_obtain=VGG19_HOW_TO_OBTAIN)
     try:
         # The zip format can be memory-mapped, so the 400 MB classifier is never read; the legacy format cannot.
         mmap = zipfile.is_zipfile(path)

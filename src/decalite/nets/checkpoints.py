@@ -3,7 +3,9 @@
 The official file is a ``torch.save`` of a dict with the state dicts ``E_flame`` (coarse encoder), ``E_detail``
 (detail encoder) and ``D_detail`` (detail decoder). Their keys are mapped to decalite's modules by an explicit
 table; anything that does not map is reported. Files are read with ``torch.load(weights_only=True)``, so a file
-that holds anything but tensors and plain containers is refused without running code from it.
+that holds anything but tensors and plain containers is refused without running code from it, after
+:func:`~decalite.io.torch_files.check_torch_file` has compared the sizes the file declares with the bytes it
+holds (torch would otherwise allocate them: inflated zip records, legacy-format storages).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from torch import nn
 
 from decalite.errors import AssetError
+from decalite.io.torch_files import check_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,10 @@ class LoadReport:
 def _read(path: Path) -> Mapping:
     if not path.is_file():
         raise AssetError(path, "file not found", what="network weights", how_to_obtain=_HOW_TO_OBTAIN)
+    try:
+        check_torch_file(path)
+    except AssetError as err:
+        raise err.add_context(what="network weights", how_to_obtain=_HOW_TO_OBTAIN)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -49,8 +49,12 @@ def load_backbone_weights(encoder: ResnetEncoder, path: str | Path) -> list[str]
     """Load torchvision-format ResNet weights (e.g. ImageNet) from a local file into the backbone.
 
     Returns the keys of the file that were not used (``fc.*`` is expected there). The file is read with
-    ``torch.load(weights_only=True)``: tensors only.
+    ``torch.load(weights_only=True)``: tensors only, after :func:`~decalite.io.torch_files.check_torch_file`
+    (an AssetError for a file that declares more data than it holds).
     """
+    from decalite.io.torch_files import check_torch_file
+
+    check_torch_file(path)
     state = torch.load(Path(path), map_location="cpu", weights_only=True)
     state = state.get("state_dict", state)
     own = encoder.backbone.state_dict()

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from decalite.errors import AssetError
+from decalite.io.bounded import to_array
 from decalite.io.pathlike import PathLike
 
 __all__ = [
@@ -491,8 +492,10 @@ def _load_named_arrays(module: nn.Module, raw: Any, source: str) -> None:
     for name, value in raw.items():
         if name not in state:
             raise AssetError(source, f"unexpected key {name!r} (not a ResNet-50 parameter)")
-        try:
-            arr = np.asarray(value)
+        try:  # bounded: at most the parameter's own element count is ever converted
+            arr = to_array(value, name=name, source=source, max_elements=max(state[name].numel(), 1))
+        except AssetError:
+            raise
         except Exception as exc:
             raise AssetError(source, f"{name!r} is not an array ({type(value).__name__})") from exc
         if arr.dtype.kind not in "fiu":
