@@ -44,6 +44,13 @@ class DetailDecoder(nn.Module):
         channels = (128, *STAGE_CHANNELS)
         self.stages = nn.ModuleList(UpStage(channels[i], channels[i + 1]) for i in range(len(STAGE_CHANNELS)))
         self.out_conv = nn.Conv2d(STAGE_CHANNELS[-1], 1, 3, padding=1)
+        # Start from a flat surface: with PyTorch's default init the untrained map is a smooth field of about
+        # +-1 mm whose offset no loss sees (a constant displacement leaves the normals unchanged) and only |D|
+        # pulls back, slowly. The last layer scaled down (x 0.01, bias 0) starts D near 0 with every gradient path
+        # open. (DECA uses the default init; a trained or loaded decoder is unaffected.)
+        with torch.no_grad():
+            self.out_conv.weight.mul_(0.01)
+            self.out_conv.bias.zero_()
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         x = self.fc(latent).view(latent.shape[0], 128, 8, 8)  # (B, 8192) -> (B, 128, 8, 8)
