@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.install-stamp
 OUT    ?= outputs/demo
-# make train: EXPERIMENT=synthetic_cpu (default: coarse then detail on CPU) or a paper experiment; GPUS=N picks
+# make train: EXPERIMENT=synthetic_cpu (default: pretrain, coarse, detail on CPU) or a paper experiment; GPUS=N picks
 # one GPU (trainer=gpu) or DDP over N GPUs (trainer=ddp); ARGS passes further Hydra overrides.
 EXPERIMENT ?= synthetic_cpu
 GPUS       ?=
@@ -41,9 +41,11 @@ demo: train  ## the main job on the embedded default: train (synthetic_cpu), sco
 	$(BIN)/decalite-evaluate experiment=synthetic_cpu checkpoint=$(CKPT) out=$(OUT) paths.log_dir=$(LOGS)
 	$(BIN)/decalite-demo out=$(OUT) checkpoint=$(CKPT)
 
-train: $(STAMP)  ## train EXPERIMENT (default synthetic_cpu: coarse, then detail); GPUS=N for GPUs, ARGS for overrides
+train: $(STAMP)  ## train EXPERIMENT (default synthetic_cpu: pretrain, coarse, then detail); GPUS=N for GPUs, ARGS for overrides
 ifeq ($(EXPERIMENT),synthetic_cpu)
-	$(BIN)/decalite-train experiment=synthetic_cpu paths.log_dir=$(LOGS) $(TRAINER) $(ARGS)
+	$(BIN)/decalite-train experiment=synthetic_cpu_pretrain paths.log_dir=$(LOGS) $(TRAINER) $(ARGS)
+	$(BIN)/decalite-train experiment=synthetic_cpu paths.log_dir=$(LOGS) $(TRAINER) \
+		init_from=$(LOGS)/synthetic_cpu/pretrain/checkpoints/last.ckpt $(ARGS)
 	$(BIN)/decalite-train experiment=synthetic_cpu_detail paths.log_dir=$(LOGS) $(TRAINER) $(ARGS)
 else
 	$(BIN)/decalite-train experiment=$(EXPERIMENT) paths.log_dir=$(LOGS) $(TRAINER) $(ARGS)
