@@ -98,8 +98,10 @@ class SaveConfig:
 
     Attributes:
         obj: coarse mesh with UV texture and normal map. ply: coarse mesh. dense: dense detailed mesh.
-        codes: the FaceCode (``_codes.npz``). landmarks: 2D and 3D landmarks. vis: the visualisation grid.
-        depth: the depth image.
+        codes: the FaceCode (``_codes.npz``; with ``crop_matrix``, 2x3 photo pixels -> crop pixels, and
+            ``photo_size``, (height, width), for detected crops). landmarks: 2D and 3D landmarks (crop frame, as DECA)
+            and ``_lmk2d_image.txt`` (photo pixels). vis: the visualisation grid. vis_original: the render and
+            landmarks over the full photo (``_vis_original.png``, DECA's ``render_orig``). depth: the depth image.
     """
 
     obj: bool
@@ -108,6 +110,7 @@ class SaveConfig:
     codes: bool
     landmarks: bool
     vis: bool
+    vis_original: bool
     depth: bool
 
 

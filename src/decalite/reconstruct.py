@@ -50,6 +50,8 @@ class Face:
     landmarks_px: np.ndarray | None  # (68, 2) pixel-index coordinates in the crop
     crop_box: list[float] | None = None
     detector: str = "none"
+    crop_matrix: np.ndarray | None = None  # (2, 3) photo pixel indices -> crop pixel indices
+    photo: np.ndarray | None = field(default=None, repr=False)  # (H, W, 3) uint8, the photo the crop came from
 
     @property
     def landmarks(self) -> np.ndarray | None:
@@ -88,7 +90,7 @@ def detect_faces(item: InputItem, image: np.ndarray, landmarker, all_faces: bool
     if landmarker is None:
         crop = Crop(box=np.array([0, 0, image.shape[1], image.shape[0]], float),
                     matrix=np.array([[size / image.shape[1], 0, 0], [0, size / image.shape[0], 0]]), size=size)
-        return [Face(item.name, str(item.path), warp(image, crop), None, crop.box.tolist(), "none")]
+        return [Face(item.name, str(item.path), warp(image, crop), None, crop.box.tolist(), "none", crop.matrix, image)]
     detections = _detect_scaled(landmarker, image)
     if not detections:
         raise InputError(item.path, f"no face found by the {landmarker.name} detector")
@@ -103,7 +105,7 @@ def detect_faces(item: InputItem, image: np.ndarray, landmarker, all_faces: bool
         crop = square_crop(det.landmarks, scale, size)
         name = item.name if i == 0 and not all_faces else f"{item.name}_face{i}"
         faces.append(Face(name, str(item.path), warp(image, crop), transform_points(det.landmarks, crop.matrix),
-                          crop.box.tolist(), landmarker.name))
+                          crop.box.tolist(), landmarker.name, crop.matrix, image))
     return faces
 
 
@@ -183,6 +185,51 @@ def _vis_grid(face: Face, image: torch.Tensor, out, deca: DECA, code: FaceCode, 
                      nrow=5, padding=2, pad_value=1.0)
 
 
+def crop_to_photo(points_px: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """(..., 2) crop pixel indices -> photo pixel indices, through the inverse of the 2x3 photo -> crop ``matrix``."""
+    inverse = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
+    return transform_points(points_px, inverse)
+
+
+def normalised_to_pixels(points: np.ndarray, size: int) -> np.ndarray:
+    """(..., 2) image-normalised points ([-1, 1], +y down) of a size x size image -> pixel indices (centres at
+    integers), the inverse of :attr:`Face.landmarks`."""
+    return (points + 1.0) * 0.5 * size - 0.5
+
+
+def photo_landmarks(face: Face, landmarks: np.ndarray) -> np.ndarray:
+    """(68, 2) crop-normalised landmarks of ``face`` -> pixel indices of the photo it was cropped from."""
+    return crop_to_photo(normalised_to_pixels(landmarks, face.crop.shape[0]), face.crop_matrix)
+
+
+def paste_render(photo: np.ndarray, render: torch.Tensor, alpha: torch.Tensor, matrix: np.ndarray) -> torch.Tensor:
+    """A crop's render composited over the full photo (DECA's ``render_orig``): the (3, S, S) render and its
+    (1, S, S) alpha are warped back through the inverse of the photo -> crop ``matrix`` (kornia). Returns
+    (3, H, W) in [0, 1]; pixels the render does not cover keep the photo's values."""
+    import kornia
+
+    h, w = photo.shape[:2]
+    m = kornia.geometry.transform.invert_affine_transform(torch.from_numpy(matrix).float()[None])
+    rgba = torch.cat([render.detach().float().cpu(), alpha.detach().float().cpu()])[None]
+    back = kornia.geometry.transform.warp_affine(rgba, m, (h, w), mode="bilinear", padding_mode="zeros",
+                                                 align_corners=True)[0]
+    image = torch.from_numpy(np.ascontiguousarray(photo)).permute(2, 0, 1).float().div(255.0)  # (H, W, 3) -> (3, H, W)
+    a = back[3:].clamp(0, 1)
+    return back[:3].clamp(0, 1) * a + image * (1 - a)
+
+
+def _vis_original(face: Face, out, b: int) -> torch.Tensor:
+    """(3, H, W) photo with the face's render pasted back and the fitted (red) and detected (green) landmarks."""
+    render = out.render.image[b].clamp(0, 1)
+    image = paste_render(face.photo, render, out.render.alpha[b], face.crop_matrix)[None]
+    radius = max(1, round(max(face.photo.shape[:2]) / 400))
+    if face.landmarks_px is not None:
+        detected = crop_to_photo(face.landmarks_px, face.crop_matrix) + 0.5
+        image = draw_points(image, torch.from_numpy(detected).float()[None], color=(0.1, 0.9, 0.1), radius=radius)
+    fitted = photo_landmarks(face, out.landmarks2d[b].detach().cpu().numpy()) + 0.5
+    return draw_points(image, torch.from_numpy(fitted).float()[None], color=(0.9, 0.1, 0.1), radius=radius)[0]
+
+
 def write_face(out_dir: Path, face: Face, deca: DECA, assets: FlameAssets, code: FaceCode, out, b: int, save: SaveConfig,
                now: bool) -> list[str]:
     """Write every requested output of face ``b`` of a decoded batch. Returns the files written."""
@@ -223,6 +270,9 @@ def write_face(out_dir: Path, face: Face, deca: DECA, assets: FlameAssets, code:
         arrays = {k: getattr(code, k)[b].detach().cpu().numpy() for k in ("shape", "tex", "exp", "pose", "cam", "light")}
         if code.detail is not None:
             arrays["detail"] = code.detail[b].detach().cpu().numpy()
+        if face.crop_matrix is not None and face.photo is not None:
+            arrays["crop_matrix"] = np.asarray(face.crop_matrix, dtype=np.float64)  # photo pixels -> crop pixels
+            arrays["photo_size"] = np.array(face.photo.shape[:2], dtype=np.int64)  # (height, width)
         np.savez(files[-1], **arrays)
     if save.landmarks:
         files.append(folder / f"{name}_lmk2d.txt")
@@ -230,9 +280,17 @@ def write_face(out_dir: Path, face: Face, deca: DECA, assets: FlameAssets, code:
                    header="68 x (x, y), image-normalised [-1, 1], +y down")
         files.append(folder / f"{name}_lmk3d.txt")
         np.savetxt(files[-1], out.landmarks3d[b].detach().cpu().numpy(), fmt="%.6f", header="68 x (x, y, z), metres")
+        if face.crop_matrix is not None:
+            files.append(folder / f"{name}_lmk2d_image.txt")
+            np.savetxt(files[-1], photo_landmarks(face, out.landmarks2d[b].detach().cpu().numpy()), fmt="%.4f",
+                       header="68 x (x, y), pixels of the original photo (pixel centres at integers), +y down")
     if save.vis:
         files.append(folder / f"{name}_vis.png")
         save_image(_vis_grid(face, image, out, deca, code, b), files[-1])
+    if save.vis_original and face.crop_matrix is not None and face.photo is not None:
+        files.append(folder / f"{name}_vis_original.png")
+        with torch.no_grad():
+            save_png(files[-1], _vis_original(face, out, b))
     if save.depth:
         depth, alpha = out.render.depth[b, 0], out.render.alpha[b, 0] > 0
         d = torch.zeros_like(depth)

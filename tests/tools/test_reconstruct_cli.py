@@ -87,3 +87,11 @@ def test_other_renderer_image_size_with_the_photometric_fit(inputs, tmp_path, he
     vis = Image.open(folder / "astronaut_vis.png")
     assert vis.size == (5 * 130 + 2, 132)  # 5 panels of 128 px, 2 px padding
     assert np.loadtxt(folder / "astronaut_lmk2d.txt").shape == (68, 2)
+    assert Image.open(folder / "astronaut_vis_original.png").size == (512, 512)  # the photo's size
+    image_lmk = np.loadtxt(folder / "astronaut_lmk2d_image.txt")
+    codes = np.load(folder / "astronaut_codes.npz")
+    assert tuple(codes["photo_size"]) == (512, 512) and codes["crop_matrix"].shape == (2, 3)
+    crop_px = (np.loadtxt(folder / "astronaut_lmk2d.txt") + 1) * 64 - 0.5  # [-1, 1] -> 128 px crop pixel indices
+    back = image_lmk @ codes["crop_matrix"][:, :2].T + codes["crop_matrix"][:, 2]
+    assert np.abs(back - crop_px).max() < 0.01
+    assert 150 < image_lmk[:, 0].mean() < 300 and 50 < image_lmk[:, 1].mean() < 200  # the astronaut's face

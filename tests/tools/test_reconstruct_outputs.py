@@ -83,3 +83,82 @@ def test_animation_frames_and_transfer(small_deca, known_faces, tmp_path):
     assert torch.equal(moved.shape, one.shape.expand(3, -1)) and torch.equal(moved.tex, one.tex.expand(3, -1))
     assert torch.equal(moved.exp, driver.exp) and torch.equal(moved.pose[:, 3:], driver.pose[:, 3:])
     assert torch.equal(moved.pose[:, :3], one.pose[:, :3].expand(3, -1))
+
+
+class _KnownLandmarker:
+    """A stand-in detector that returns fixed landmarks (the ones a face was pasted with)."""
+
+    name = "known"
+
+    def __init__(self, landmarks: np.ndarray) -> None:
+        self.landmarks = landmarks
+
+    def detect(self, image):
+        from decalite.data.detect import FaceDetection
+
+        lo, hi = self.landmarks.min(0), self.landmarks.max(0)
+        return [FaceDetection(box=np.array([*lo, *hi]), landmarks=self.landmarks.copy(), score=1.0)]
+
+
+def _pasted_face(faces, scale: float, offset: tuple[int, int], canvas_hw: tuple[int, int]):
+    """Face 0's 224 render resized by ``scale`` into a grey canvas at ``offset`` (x, y), and where its landmarks
+    land there (pixel indices)."""
+    crop = faces[0].crop
+    side = round(crop.shape[0] * scale)
+    canvas = np.full((*canvas_hw, 3), 90, np.uint8)
+    canvas[offset[1] : offset[1] + side, offset[0] : offset[0] + side] = np.asarray(
+        Image.fromarray(crop).resize((side, side), Image.Resampling.BILINEAR))
+    k = side / crop.shape[0]
+    return canvas, (faces[0].landmarks_px + 0.5) * k - 0.5 + np.array(offset, float)
+
+
+def test_outputs_in_the_photo_frame(small_deca, known_faces, cfg_factory, tmp_path):
+    """_lmk2d_image.txt maps back to the crop frame through crop_matrix, lands on the known landmarks of a face
+    pasted into a larger photo, and _vis_original.png is the photo, changed only around the face."""
+    from decalite.io.inputs import InputItem
+    from decalite.reconstruct import detect_faces, normalised_to_pixels
+
+    deca, assets = small_deca
+    faces, _ = known_faces
+    canvas, truth_px = _pasted_face(faces, 1.5, (130, 70), (520, 640))
+    item = InputItem(path=tmp_path / "canvas.png", name="canvas")
+    (face,) = detect_faces(item, canvas, _KnownLandmarker(truth_px), False, 1.25, size=224)
+    code, _, after = infer(deca, [face], trained=False,
+                           fit_cfg=FitConfig(steps=120, lr=0.02, terms={**DEFAULT_FIT_TERMS, "photometric": 0.0}))
+    with torch.no_grad():
+        out = deca.decode(code, detail=False)
+    cfg = cfg_factory("reconstruct", "input=unused", "save.obj=false", "save.ply=false", "save.dense=false",
+                      "save.vis=false", "save.depth=false")
+    files = write_face(tmp_path, face, deca, assets, code, out, 0, cfg.save, False)
+    folder = tmp_path / "canvas"
+    assert {f"canvas{s}" for s in ("_lmk2d_image.txt", "_vis_original.png")} <= {p.split("/")[-1] for p in files}
+    crop_lmk = np.loadtxt(folder / "canvas_lmk2d.txt")
+    image_lmk = np.loadtxt(folder / "canvas_lmk2d_image.txt")
+    codes = np.load(folder / "canvas_codes.npz")
+    matrix = codes["crop_matrix"]
+    assert matrix.shape == (2, 3) and tuple(codes["photo_size"]) == (520, 640)
+    back = image_lmk @ matrix[:, :2].T + matrix[:, 2]
+    assert np.abs(back - normalised_to_pixels(crop_lmk, 224)).max() < 0.01
+    # In the photo the fitted points are as far from the pasted face's true landmarks as the fit left them in the
+    # crop (about 5% of the outer-eye-corner distance, from the mean face): a wrong frame would be far off.
+    err = np.linalg.norm(image_lmk - truth_px, axis=1).mean() / np.linalg.norm(truth_px[36] - truth_px[45])
+    assert err < 0.08 and abs(err - float(after[0])) < 1e-3
+    vis = np.asarray(Image.open(folder / "canvas_vis_original.png"))
+    assert vis.shape == canvas.shape
+    changed = np.abs(vis.astype(int) - canvas.astype(int)).max(-1) > 2
+    x0, y0, x1, y1 = face.crop_box
+    outside = np.ones(changed.shape, bool)
+    outside[max(int(y0) - 3, 0) : int(y1) + 3, max(int(x0) - 3, 0) : int(x1) + 3] = False
+    assert changed.any() and not changed[outside].any()
+
+
+def test_precropped_input_gets_the_resize_matrix(small_deca, tmp_path):
+    """landmarks=none: the whole image is the crop, its matrix the resize, and the photo-frame landmarks scale."""
+    from decalite.io.inputs import InputItem
+    from decalite.reconstruct import detect_faces, photo_landmarks
+
+    deca, _ = small_deca
+    image = np.zeros((300, 450, 3), np.uint8)
+    (face,) = detect_faces(InputItem(path=tmp_path / "x.png", name="x"), image, None, False, size=224)
+    assert np.allclose(face.crop_matrix, [[224 / 450, 0, 0], [0, 224 / 300, 0]])
+    assert np.allclose(photo_landmarks(face, np.array([[-1.0, -1.0]])), [[-0.5 * 450 / 224, -0.5 * 300 / 224]])
