@@ -448,13 +448,14 @@ def _build_in_worker(args: tuple[ShardTask, str, str]) -> dict[str, Any]:
 
 
 def resolve_landmarker(cfg: PrepareConfig) -> str:
-    """``fan`` or ``dlib`` for the configured landmarker; ConfigError when FAN is asked for without weights."""
+    """The landmarker name to build: ``fan``, or the configured dlib-predictor one (``auto`` without FAN's weights:
+    ``yunet``); ConfigError when FAN is asked for without weights."""
     from decalite.data.detect import LANDMARKERS, fan_checkpoint_dir, missing_fan_weights
 
     if cfg.landmarker not in LANDMARKERS:
         raise ConfigError(f"landmarker must be one of {LANDMARKERS}, got {cfg.landmarker!r}")
-    if cfg.landmarker == "dlib":
-        return "dlib"
+    if cfg.landmarker not in ("auto", "fan"):
+        return "dlib" if cfg.landmarker == "hog" else cfg.landmarker  # one name per detector: resumes match
     missing = missing_fan_weights(cfg.fan_detector)
     if not missing:
         log.info("landmarker: FAN (%s detector)", cfg.fan_detector)
@@ -463,8 +464,8 @@ def resolve_landmarker(cfg: PrepareConfig) -> str:
     if cfg.landmarker == "fan":
         raise ConfigError(f"landmarker=fan but FAN weights are missing from {fan_checkpoint_dir()} "
                           f"($TORCH_HOME/hub/checkpoints): {names}")
-    log.info("landmarker=auto: dlib (FAN weights not in %s: %s)", fan_checkpoint_dir(), names)
-    return "dlib"
+    log.info("landmarker=auto: YuNet + dlib predictor (FAN weights not in %s: %s)", fan_checkpoint_dir(), names)
+    return "yunet"
 
 
 def _kept_shards(output: Path, plan: list[ShardTask], old: dict[str, Any]) -> dict[str, dict[str, Any]]:
