@@ -140,6 +140,7 @@ class ReconstructConfig:
         now: also write the NoW benchmark files.
         progress: show a progress bar.
         save: which outputs to write.
+        threads: torch's CPU threads; 0 or null: chosen from the free CPUs (:mod:`decalite.threads`).
     """
 
     flame: FlameConfig
@@ -161,3 +162,4 @@ class ReconstructConfig:
     now: bool
     progress: bool
     save: SaveConfig
+    threads: int | None

@@ -218,6 +218,9 @@ def reconstruct_and_animate(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="demo")
 def main(cfg: DictConfig) -> None:
+    from decalite.threads import apply_thread_policy
+
+    apply_thread_policy(cfg.get("threads"))
     summary = run(cfg)
     log.info(
         "%s head: %d vertices, %d faces, extent %s m; FLAME forward %s ms (CPU)",
