@@ -129,8 +129,9 @@ class ReconstructConfig:
         flame, model, renderer, paths: the config groups.
         input: an image, a folder, a list file or a video (None where a tool takes other inputs).
         output: the output folder.
-        landmarks: "auto", "fan", "dlib" or "none" (pre-cropped faces).
-        all_faces: every face of an image, not only the largest.
+        landmarks: "auto" (FAN when its weights are present, else "yunet"), "fan", "yunet", "dlib_cnn", "hog" (alias
+            "dlib") or "none" (pre-cropped faces).
+        all_faces: every face of an image, not only the most prominent.
         crop_scale: crop side / landmark box side (DECA: 1.25).
         every_n_frames: video sampling.
         batch_size: faces per batch.

@@ -73,7 +73,8 @@ class Outcome:
 
 
 def landmarker_for(name: str):
-    """The configured face detector + 68-point landmarker ("auto", "fan", "dlib"), or None for "none"."""
+    """The configured face detector + 68-point landmarker ("auto", "fan", "yunet", "dlib_cnn", "hog" / "dlib"),
+    or None for "none"."""
     if name == "none":
         return None
     from decalite.data.detect import make_landmarker
@@ -83,7 +84,8 @@ def landmarker_for(name: str):
 
 def detect_faces(item: InputItem, image: np.ndarray, landmarker, all_faces: bool, scale: float = CROP_SCALE, *,
                  size: int) -> list[Face]:
-    """size x size crops of the largest face (or of all faces); ``size`` is the renderer's image size.
+    """size x size crops of the most prominent face (size and detector score), or of all faces, most prominent
+    first; ``size`` is the renderer's image size.
 
     Without a landmarker the whole image is resized to the crop. Raises InputError when no face is found.
     """
@@ -93,13 +95,10 @@ def detect_faces(item: InputItem, image: np.ndarray, landmarker, all_faces: bool
         return [Face(item.name, str(item.path), warp(image, crop), None, crop.box.tolist(), "none", crop.matrix, image)]
     detections = _detect_scaled(landmarker, image)
     if not detections:
-        raise InputError(item.path, f"no face found by the {landmarker.name} detector")
-    from decalite.data.detect import largest_face
+        raise InputError(item.path, f"no face found by the {getattr(landmarker, 'detector', landmarker.name)} detector")
+    from decalite.data.detect import most_prominent_face, rank_faces
 
-    if all_faces:
-        detections = sorted(detections, key=lambda d: -float((d.box[2] - d.box[0]) * (d.box[3] - d.box[1])))
-    else:
-        detections = [largest_face(detections)]
+    detections = rank_faces(detections) if all_faces else [most_prominent_face(detections)]
     faces = []
     for i, det in enumerate(detections):
         crop = square_crop(det.landmarks, scale, size)
