@@ -8,6 +8,7 @@ from the landmarks, so the embedded head plus offline landmarks already give a p
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -133,3 +134,94 @@ def fit(
         after = normalised_landmark_error(deca.geometry(final)[1], landmarks)
     return FitResult(code=final, error_before=before, error_after=after, history=history)
 
+
+
+@dataclass
+class IdentityFitConfig(FitConfig):
+    """:class:`FitConfig` for :func:`fit_identity`, plus the first stage's length.
+
+    Attributes:
+        pose_steps: Adam steps on camera and head pose alone (landmarks) before shape, expression and jaw join.
+        lr_end: the learning rate of the joint stage decays from ``lr`` to ``lr_end * lr`` (cosine): the L1
+            landmark loss makes a constant-rate Adam hop around the minimum.
+    """
+
+    steps: int = 400
+    lr: float = 0.02
+    pose_steps: int = 50
+    lr_end: float = 0.02
+
+
+def fit_identity(
+    deca: DECA,
+    images: torch.Tensor | None,
+    landmarks: torch.Tensor,
+    masks: torch.Tensor | None = None,
+    cfg: IdentityFitConfig | None = None,
+) -> FitResult:
+    """Fit one person seen in N images: one shape (and albedo) code shared by all images, each image keeping its
+    own expression, pose (head and jaw), camera and light. DECA's shape-consistency idea at test time.
+
+    Staged: camera and head pose from the landmarks first (``cfg.pose_steps``), then shape, expression and jaw,
+    then photometry (from ``cfg.photometric_after``; only with images and masks). Terms are the objective's
+    (``cfg.terms``); the priors are the regularisers in units of the model's standard deviations, taken once for
+    the shared codes and per image for the others (all divided by N: the mean image loss plus prior / N).
+
+    Args:
+        images: (N, 3, H, W) in [0, 1] at the renderer's size, or None (landmarks only).
+        landmarks: (N, 68, 2) image-normalised targets.
+        masks: (N, 1, H, W) skin masks for the photometric term, or None to skip it.
+
+    Returns:
+        A :class:`FitResult` whose code has N rows (the shape and albedo rows are equal).
+    """
+    cfg = cfg if cfg is not None else IdentityFitConfig()
+    n = landmarks.shape[0]
+    start = mean_face_code(deca, landmarks)
+    shared = {"shape": start.shape[:1], "tex": start.tex[:1]}
+    own = {"exp": start.exp, "pose": start.pose, "cam": start.cam, "light": start.light}
+    params = {k: v.detach().clone().requires_grad_(True) for k, v in {**shared, **own}.items()}
+    detail = start.detail
+
+    def current() -> FaceCode:
+        return FaceCode(shape=params["shape"].expand(n, -1), tex=params["tex"].expand(n, -1), exp=params["exp"],
+                        pose=params["pose"], cam=params["cam"], light=params["light"], detail=detail)
+
+    with torch.no_grad():
+        before = normalised_landmark_error(deca.geometry(current())[1], landmarks)
+    check_weights(cfg.terms)
+    weights = {k: w / n for k, w in cfg.terms.items() if k in BATCH_SUM_TERMS}
+    weights.update({k: w for k, w in cfg.terms.items() if k not in BATCH_SUM_TERMS})
+    photo_weight = weights.get("photometric", 0.0) if (masks is not None and images is not None) else 0.0
+    pose_opt = torch.optim.Adam([params["cam"], params["pose"]], lr=cfg.lr)
+    opt = torch.optim.Adam(params.values(), lr=cfg.lr)
+    decay = lambda i: cfg.lr_end + (1.0 - cfg.lr_end) * 0.5 * (1.0 + math.cos(math.pi * i / max(cfg.steps, 1)))  # noqa: E731
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, decay)
+    photo_from = cfg.pose_steps + int(cfg.steps * cfg.photometric_after)
+    history = []
+    for step in range(cfg.pose_steps + cfg.steps):
+        c = current()
+        use_photo = bool(photo_weight) and step >= photo_from
+        out = deca.decode(c, render=use_photo, detail=False)
+        context = {"landmarks": out.landmarks2d, "target_landmarks": landmarks, "landmark_confidence": None,
+                   "shape": params["shape"], "tex": params["tex"], "exp": c.exp, "light": c.light}
+        if use_photo:
+            context.update(render=out.render.image, images=images, skin_masks=masks, face_mask=out.render.face_mask)
+        if step < cfg.pose_steps:  # stage 1: camera and head pose (the jaw stays closed)
+            loss = objective({"landmark": weights.get("landmark", 1.0)}, context).total
+            optimiser = pose_opt
+        else:
+            loss = objective({**weights, "photometric": photo_weight if use_photo else 0.0}, context).total
+            optimiser = opt
+        optimiser.zero_grad()
+        loss.backward()
+        if step < cfg.pose_steps:
+            params["pose"].grad[:, 3:] = 0.0
+        optimiser.step()
+        if step >= cfg.pose_steps:
+            schedule.step()
+        history.append(float(loss.detach()))
+    final = current().map(lambda t: t.detach().clone())
+    with torch.no_grad():
+        after = normalised_landmark_error(deca.geometry(final)[1], landmarks)
+    return FitResult(code=final, error_before=before, error_after=after, history=history)
