@@ -139,6 +139,8 @@ class ReconstructConfig:
         fit_steps, fit_lr, fit_detail: the analysis-by-synthesis fit; fit_loss: its loss weights
             (``conf/loss/fit.yaml``, e.g. ``fit_loss.terms.photometric=0`` for landmarks only).
         now: also write the NoW benchmark files.
+        identity: all faces of the input are one person: one fit with a shared shape (and albedo), each image
+            keeping its expression, pose, camera and light; also writes ``<input stem>_neutral.obj``.
         progress: show a progress bar.
         save: which outputs to write.
         threads: torch's CPU threads; 0 or null: chosen from the free CPUs (:mod:`decalite.threads`).
@@ -161,6 +163,7 @@ class ReconstructConfig:
     fit_loss: FitLossConfig
     fit_detail: bool
     now: bool
+    identity: bool
     progress: bool
     save: SaveConfig
     threads: int | None

@@ -158,6 +158,7 @@ def fit_identity(
     landmarks: torch.Tensor,
     masks: torch.Tensor | None = None,
     cfg: IdentityFitConfig | None = None,
+    init: FaceCode | None = None,
 ) -> FitResult:
     """Fit one person seen in N images: one shape (and albedo) code shared by all images, each image keeping its
     own expression, pose (head and jaw), camera and light. DECA's shape-consistency idea at test time.
@@ -171,14 +172,16 @@ def fit_identity(
         images: (N, 3, H, W) in [0, 1] at the renderer's size, or None (landmarks only).
         landmarks: (N, 68, 2) image-normalised targets.
         masks: (N, 1, H, W) skin masks for the photometric term, or None to skip it.
+        init: starting codes (N rows, e.g. the encoder's; shape and albedo start from their mean over the
+            images); None starts from the mean face with cameras solved from the landmarks.
 
     Returns:
         A :class:`FitResult` whose code has N rows (the shape and albedo rows are equal).
     """
     cfg = cfg if cfg is not None else IdentityFitConfig()
     n = landmarks.shape[0]
-    start = mean_face_code(deca, landmarks)
-    shared = {"shape": start.shape[:1], "tex": start.tex[:1]}
+    start = init if init is not None else mean_face_code(deca, landmarks)
+    shared = {"shape": start.shape.mean(0, keepdim=True), "tex": start.tex.mean(0, keepdim=True)}
     own = {"exp": start.exp, "pose": start.pose, "cam": start.cam, "light": start.light}
     params = {k: v.detach().clone().requires_grad_(True) for k, v in {**shared, **own}.items()}
     detail = start.detail

@@ -26,7 +26,7 @@ from decalite.config import ReconstructConfig, SaveConfig
 from decalite.data.crop import Crop, square_crop, transform_points, warp
 from decalite.deca import DECA
 from decalite.export import extract_texture, now_landmarks, save_png, write_mesh, write_textured_obj
-from decalite.fitting import FitConfig, fit, mean_face_code
+from decalite.fitting import FitConfig, IdentityFitConfig, fit, fit_identity, mean_face_code
 from decalite.flame.assets import FlameAssets
 from decalite.geometry.camera import ndc_to_pixels, orthographic_project
 from decalite.io.images import InputError
@@ -137,8 +137,12 @@ def _skin_masks(faces: list[Face], device) -> torch.Tensor | None:
     return torch.from_numpy(np.stack(masks)).float().div(255.0)[:, None].to(device)  # (B, H, W) -> (B, 1, H, W)
 
 
-def infer(deca: DECA, faces: list[Face], trained: bool, fit_cfg: FitConfig) -> tuple[FaceCode, torch.Tensor | None, torch.Tensor | None]:
+def infer(deca: DECA, faces: list[Face], trained: bool, fit_cfg: FitConfig,
+          identity: bool = False) -> tuple[FaceCode, torch.Tensor | None, torch.Tensor | None]:
     """Codes for a batch of faces: the encoder's (when trained), refined by fitting when there are landmarks.
+
+    ``identity``: the faces are one person: :func:`~decalite.fitting.fit_identity` (one shape and albedo for all,
+    ``fit_cfg``'s steps, learning rate and weights after a first stage on camera and head pose).
 
     Returns the code and the normalised landmark errors before and after fitting (None without landmarks).
     """
@@ -159,7 +163,12 @@ def infer(deca: DECA, faces: list[Face], trained: bool, fit_cfg: FitConfig) -> t
             err = normalised_landmark_error(deca.geometry(code)[1], lmk)
         return code, err, err
     masks = _skin_masks(faces, device) if fit_cfg.terms.get("photometric", 0.0) > 0 else None
-    result = fit(deca, images, lmk, masks, init=code, cfg=fit_cfg)
+    if identity:
+        id_cfg = IdentityFitConfig(steps=fit_cfg.steps, lr=fit_cfg.lr, terms=dict(fit_cfg.terms),
+                                   photometric_after=fit_cfg.photometric_after)
+        result = fit_identity(deca, images, lmk, masks, cfg=id_cfg, init=code if trained else None)
+    else:
+        result = fit(deca, images, lmk, masks, init=code, cfg=fit_cfg)
     return result.code, result.error_before, result.error_after
 
 
@@ -331,13 +340,19 @@ def run(deca: DECA, assets: FlameAssets, landmarker, cfg: ReconstructConfig) -> 
     outcomes: list[Outcome] = []
     timings: list[float] = []
     pending: list[Face] = []
+    identity_files: list[str] = []  # identity=true: the shared neutral shape
 
     def flush() -> None:
         if not pending:
             return
         start = time.perf_counter()
         try:
-            code, before, after = infer(deca, pending, trained, fit_cfg)
+            code, before, after = infer(deca, pending, trained, fit_cfg, identity=cfg.identity)
+            if cfg.identity:
+                with torch.no_grad():
+                    neutral = deca.flame(shape=code.shape[:1])
+                identity_files.append(str(out_dir / f"{Path(str(cfg.input)).stem or 'identity'}_neutral.obj"))
+                write_mesh(identity_files[-1], neutral.vertices[0].cpu().numpy(), deca.renderer.faces.cpu().numpy())
             with torch.no_grad():
                 out = deca.decode(code, detail=trained and code.detail is not None)
         except Exception as exc:  # noqa: BLE001 - one failing batch must not stop the run
@@ -369,13 +384,14 @@ def run(deca: DECA, assets: FlameAssets, landmarker, cfg: ReconstructConfig) -> 
         except Exception as exc:  # noqa: BLE001
             failures.append({"file": str(item.path), "reason": f"{type(exc).__name__}: {exc}"})
             continue
-        if len(pending) >= cfg.batch_size:
+        if len(pending) >= cfg.batch_size and not cfg.identity:  # identity=true: all faces in one fit
             flush()
     flush()
     summary = {
         "output": str(out_dir),
         "reconstructed": [o.__dict__ for o in outcomes],
         "failures": failures,
+        **({"identity": identity_files} if cfg.identity else {}),
         "seconds_per_face": round(float(np.mean(timings)), 4) if timings else None,
         "landmark_error_before": _mean([o.landmark_error_before for o in outcomes]),
         "landmark_error_after": _mean([o.landmark_error_after for o in outcomes]),

@@ -95,3 +95,26 @@ def test_other_renderer_image_size_with_the_photometric_fit(inputs, tmp_path, he
     back = image_lmk @ codes["crop_matrix"][:, :2].T + codes["crop_matrix"][:, 2]
     assert np.abs(back - crop_px).max() < 0.01
     assert 150 < image_lmk[:, 0].mean() < 300 and 50 < image_lmk[:, 1].mean() < 200  # the astronaut's face
+
+
+def test_identity_fits_the_faces_of_a_folder_as_one_person(tmp_path, head_cache):
+    """identity=true: one shape for all faces of the input (the photo and its mirror image), one neutral mesh."""
+    folder = tmp_path / "person"
+    folder.mkdir()
+    photo = skimage.data.astronaut()
+    Image.fromarray(photo).save(folder / "a.png")
+    Image.fromarray(np.ascontiguousarray(photo[:, ::-1])).save(folder / "b.png")
+    out = tmp_path / "out"
+    proc = _run(f"input={folder}", f"output={out}", "landmarks=dlib", "fit_steps=40", "identity=true", "model=small",
+                "fit_loss.terms.photometric=0", f"paths.cache_dir={head_cache}", "progress=false", "save.obj=false",
+                "save.dense=false", "save.vis=false", "save.vis_original=false", "save.depth=false", "batch_size=1",
+                cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(r["name"] for r in summary["reconstructed"]) == ["a", "b"]
+    assert summary["identity"] == [str(out / "person_neutral.obj")] and (out / "person_neutral.obj").exists()
+    shapes = [np.load(out / n / f"{n}_codes.npz")["shape"] for n in ("a", "b")]
+    np.testing.assert_array_equal(shapes[0], shapes[1])
+    assert np.abs(shapes[0]).max() > 0  # fitted, not the mean face
+    for rec in summary["reconstructed"]:
+        assert rec["landmark_error_after"] < rec["landmark_error_before"]
