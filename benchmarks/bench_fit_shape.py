@@ -85,6 +85,8 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.01)
     parser.add_argument("--steps", type=int, default=IdentityFitConfig.steps)
     parser.add_argument("--reg", type=float, default=None, help="reg_shape = reg_exp weight (default: the fit's)")
+    parser.add_argument("--reg-exp", type=float, default=None, help="reg_exp weight (default: --reg or the fit's)")
+    parser.add_argument("--lr", type=float, default=IdentityFitConfig.lr)
     parser.add_argument("--single-default", action="store_true", help="also the library's default fit()")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -92,9 +94,11 @@ def main() -> None:
         cfg = compose_typed("reconstruct", ["input=x", "model=small", f"paths.cache_dir={cache}",
                                             "renderer.backend=torch"], ReconstructConfig)
         deca = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)[0].eval()
-    fit_cfg = IdentityFitConfig(steps=args.steps)
+    fit_cfg = IdentityFitConfig(steps=args.steps, lr=args.lr)
     if args.reg is not None:
         fit_cfg = replace(fit_cfg, terms={**fit_cfg.terms, "reg_shape": args.reg, "reg_exp": args.reg})
+    if args.reg_exp is not None:
+        fit_cfg.terms["reg_exp"] = args.reg_exp
     fit_cfg.terms["photometric"] = 0.0
     rows: dict[str, list[float]] = {"mean face": [], "single-image fit (fit_identity, N=1)": [],
                                     f"multi-image fit (fit_identity, N={args.images})": []}
