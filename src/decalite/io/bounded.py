@@ -272,6 +272,17 @@ class BoundedWalk:
     def pop(self) -> None:
         self._path.pop()
 
+    def visit(self, value: Any) -> Any:
+        """Subclasses: convert or check ``value`` (and walk into it through :meth:`_child`)."""
+        raise NotImplementedError
+
+    def _child(self, key: Any, value: Any) -> Any:
+        """:meth:`visit` the child ``key`` with the path stepped into it."""
+        self.push(key)
+        result = self.visit(value)
+        self.pop()
+        return result
+
     def visit_node(self) -> None:
         """Count one distinct object; refuses more than ``limits.max_nodes``."""
         self._nodes += 1

@@ -454,12 +454,6 @@ class _Finalize(BoundedWalk):
                 raise self.error(f"is {problem}: it declares more data than the file holds")
         return obj
 
-    def _child(self, key: Any, value: Any) -> Any:
-        self.push(key)
-        result = self.visit(value)
-        self.pop()
-        return result
-
     def _children(self, container: dict | list, items: Any) -> None:
         for key, value in list(items):
             new = self._child(key, value)
@@ -627,12 +621,6 @@ class _ChumpyToNumpy(BoundedWalk):
         value = self._child("x", obj.state["x"])
         field = self.name + self.where()[len(self.name) + 2 :]  # e.g. v_template, or J['x'] for nested values
         return to_array(value, name=field, source=self.source, max_elements=self.limits.max_elements)
-
-    def _child(self, key: Any, value: Any) -> Any:
-        self.push(key)
-        result = self.visit(value)
-        self.pop()
-        return result
 
 
 def chumpy_to_numpy(
