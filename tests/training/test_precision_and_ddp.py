@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 import pytest
@@ -82,6 +83,11 @@ def _worker(rank: int, world: int, store: str, out_dir: str) -> None:
     ddp(x).backward()
     torch.save({"v0": float(model.flame.v_template[0, 0]), "bn": model.bn.running_mean.clone(),
                 "grad": model.lin.weight.grad.clone()}, os.path.join(out_dir, f"rank{rank}.pt"))
+    # Free the DDP wrapper (its reducer sits in reference cycles) before the process group goes: left to
+    # interpreter shutdown, torch 2.14's reducer aborts the process ("terminate called without an active
+    # exception") in about 1 run in 5 on this machine; collected first, 0 in 90.
+    del ddp
+    gc.collect()
     dist.destroy_process_group()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import warnings
@@ -106,6 +107,9 @@ def train(module: StageModule, datamodule: pl.LightningDataModule, trainer: pl.T
     if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
         trainer.strategy.checkpoint_io = AtomicCheckpointIO()
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    # Lightning's teardown drops its DistributedDataParallel wrapper, whose reducer sits in reference cycles;
+    # collected only at interpreter exit, torch 2.14 can abort the process there (see test_precision_and_ddp).
+    gc.collect()
     callback = _last_checkpoint_callback(trainer)
     checkpoint = None
     if callback is not None:
