@@ -4,6 +4,11 @@ identities of the experiment's synthetic data, for the untrained networks, a che
     decalite-evaluate experiment=synthetic_cpu checkpoint=outputs/train/synthetic_cpu/detail/checkpoints/last.ckpt
 
 Writes ``<out>/train_eval.json`` as ``{"before": {...}, "after": {...}, "mean_face": {...}}`` and prints a table.
+
+``benchmark=now`` runs the NoW benchmark on a folder of predictions instead (:mod:`decalite.evaluation.now_benchmark`):
+
+    decalite-evaluate benchmark=now now.image_list=imagepathsvalidation.txt now.scans=scans \
+        now.scan_landmarks=scans_lmks_onlypp now.predictions=predictions output=outputs/now
 """
 
 from __future__ import annotations
@@ -104,9 +109,32 @@ def run(cfg: DictConfig) -> dict[str, dict]:
     return scores
 
 
+def run_now(cfg: DictConfig) -> dict:
+    """``benchmark=now``: the ``now`` block as :class:`NowConfig`, scored into ``cfg.output``."""
+    from omegaconf import OmegaConf
+
+    from decalite.evaluation.now_benchmark import NowConfig, run_now_benchmark
+
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(int(cfg.torch_threads))
+    return run_now_benchmark(NowConfig(**OmegaConf.to_container(cfg.now, resolve=True)), Path(cfg.output))
+
+
+BENCHMARKS = {"demo": run, "now": run_now}
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    from decalite.evaluation.now_benchmark import NowConfigError
+
+    if cfg.benchmark not in BENCHMARKS:
+        log.error("benchmark=%s is not known: pass one of %s", cfg.benchmark, ", ".join(BENCHMARKS))
+        raise SystemExit(2)
+    try:
+        BENCHMARKS[cfg.benchmark](cfg)
+    except NowConfigError as err:
+        log.error("%s", err)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
