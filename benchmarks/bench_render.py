@@ -1,7 +1,9 @@
 """Renderer benchmark: rasterize + interpolate + shade at 224 x 224 on the generated head.
 
 Prints milliseconds per image for batch 1, 8 and 32, forward and forward+backward, for the torch backend on
-the CPU and, when CUDA and nvdiffrast are present, for both backends on the GPU. Run: ``make bench``.
+the CPU and, when CUDA and nvdiffrast are present, for both backends on the GPU, with peak memory (CUDA
+``max_memory_allocated``; CPU ``ru_maxrss``). Writes ``render.json`` + ``render.md`` into ``--out`` (see report.py).
+Run: ``make bench``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import time
 
 import torch
+from report import DEFAULT_OUT, Report, peak_memory_mb
 
 from decalite.flame.layer import FlameLayer
 from decalite.flame.synthetic import generate_head
@@ -30,7 +33,8 @@ def _time(fn, repeats: int, device: torch.device) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-def bench(backend: str, device: torch.device, batches: list[int], size: int, repeats: int) -> None:
+def bench(backend: str, device: torch.device, batches: list[int], size: int, repeats: int,
+          report: Report | None = None) -> None:
     head = generate_head(0)
     layer = FlameLayer(head.model, head.embedding).to(device)
     renderer = Renderer(head.uv, head.face_eye_mask, image_size=size, backend=backend).to(device)
@@ -53,11 +57,17 @@ def bench(backend: str, device: torch.device, batches: list[int], size: int, rep
             out = renderer(v, cam, alb, li)
             out.image.mean().backward()
 
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         covered = forward().alpha.mean().item() * size * size
         t_f = _time(forward, repeats, device) / batch * 1000
         t_fb = _time(forward_backward, repeats, device) / batch * 1000
         print(f"{backend:>10} {device.type:>4} batch {batch:>3}: forward {t_f:7.2f} ms/image, "
               f"forward+backward {t_fb:7.2f} ms/image, {covered:,.0f} pixels covered per image")
+        if report is not None:
+            report.add(backend=backend, device=device.type, batch=batch, size=size, forward_ms_per_image=t_f,
+                       forward_backward_ms_per_image=t_fb, pixels_covered=covered, peak_mb=peak_memory_mb(device),
+                       repeats=repeats)
 
 
 def main() -> None:
@@ -65,15 +75,26 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    parser.add_argument("--cpu-only", action="store_true", help="skip the GPU even when CUDA is available")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="folder for render.json / render.md ('' : none)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    report = Report("render")
+    report.note(f"rasterize + interpolate + shade at {args.size}x{args.size}, {args.repeats} repeats after a warm-up; "
+                "ms per image; peak_mb: CUDA max_memory_allocated per batch size, CPU ru_maxrss of the process")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, image {args.size}x{args.size}")
-    bench("torch", torch.device("cpu"), args.batches, args.size, args.repeats)
-    if torch.cuda.is_available():
-        bench("torch", torch.device("cuda"), args.batches, args.size, args.repeats)
+    bench("torch", torch.device("cpu"), args.batches, args.size, args.repeats, report)
+    if torch.cuda.is_available() and not args.cpu_only:
+        bench("torch", torch.device("cuda"), args.batches, args.size, args.repeats, report)
         if nvdiffrast_available():
-            bench("nvdiffrast", torch.device("cuda"), args.batches, args.size, args.repeats)
+            bench("nvdiffrast", torch.device("cuda"), args.batches, args.size, args.repeats, report)
         else:
             print("nvdiffrast not installed: skipped (see README, 'Rasterizer backends')")
+            report.note("nvdiffrast not installed: skipped")
+    if args.out:
+        print("wrote", *report.write(args.out))
 
 
 if __name__ == "__main__":
