@@ -2,8 +2,8 @@
 
 Writes synthetic shards into a temporary folder (random smooth 256 x 256 images, 200 identities x 8 images by
 default), then times the training DataLoader of :class:`IdentityGroupDataModule` at K = 4, 224 x 224, for
-0 workers (the main process: one worker's throughput) and 2 workers, and logs images per second.
-Run: ``python benchmarks/bench_data.py``.
+0 workers (the main process: one worker's throughput) and 2 workers, and logs images per second. Writes
+``data.json`` + ``data.md`` into ``--out`` (see report.py). Run: ``python benchmarks/bench_data.py``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from report import DEFAULT_OUT, Report, peak_memory_mb
 
 from decalite.data.datamodule import IdentityGroupDataModule
 from decalite.data.shards import DEFAULT_SIZE, IdentitySample, write_shard
@@ -71,8 +72,18 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batches", type=int, default=24)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="folder for data.json / data.md ('': none)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    report = Report("data")
+    report.note(f"training loader of IdentityGroupDataModule over synthetic shards ({args.identities} identities x "
+                f"{args.images} images, {DEFAULT_SIZE}x{DEFAULT_SIZE}), {args.batches} timed batches after one; "
+                "peak_mb: ru_maxrss of the main process (workers are separate processes)")
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         n = write_shards(Path(tmp), args.identities, args.images, args.per_shard, DEFAULT_SIZE)
@@ -83,6 +94,10 @@ def main() -> None:
             rate = measure(urls, workers, args.batches, args.batch_size, args.k, args.image_size)
             log.info("num_workers=%d  B=%d K=%d %dx%d: %.1f images/s (%.1f groups/s)", workers, args.batch_size,
                      args.k, args.image_size, args.image_size, rate, rate / args.k)
+            report.add(workers=workers, batch_size=args.batch_size, k=args.k, image_size=args.image_size,
+                       batches=args.batches, images_per_s=rate, groups_per_s=rate / args.k, peak_mb=peak_memory_mb())
+    if args.out:
+        log.info("wrote %s %s", *report.write(args.out))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 Uses a random-init VGG19 (same cost as the ImageNet weights), pred requiring grad, target not, default layer
 weights (relu3_2: 56x56 = 3136 patches, relu4_2: 28x28 = 784 patches at 224x224). Prints the median of
 ``--repeats`` timed runs after one warm-up, the VGG part alone and the MRF part alone, and the peak RSS.
+Writes ``mrf.json`` + ``mrf.md`` into ``--out`` (see report.py).
 Run: ``python benchmarks/bench_mrf.py`` (2 CPU threads by default; ``--device cuda`` on a GPU).
 """
 
@@ -14,6 +15,7 @@ import statistics
 import time
 
 import torch
+from report import DEFAULT_OUT, Report, peak_memory_mb
 
 from decalite.losses.mrf import id_mrf_distance, id_mrf_loss, load_vgg19_features
 
@@ -43,6 +45,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="folder for mrf.json / mrf.md ('': none)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -77,13 +80,20 @@ def main() -> None:
         f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} CPU threads, "
         f"batch {args.batch}, image {args.size}x{args.size}, random-init VGG19"
     )
+    report = Report("mrf")
+    report.note(f"random-init VGG19, median of {args.repeats} repeats after a warm-up; peak_mb: the high-water mark "
+                "so far (CUDA max_memory_allocated, CPU ru_maxrss)")
     for name, fn in (("id_mrf_loss fwd+bwd", full), ("  VGG19 x2 fwd+bwd", vgg_only), ("  MRF terms fwd+bwd", mrf_only)):
         t = _time(fn, device, args.repeats)
         print(f"{name:<22} {1000 * t / args.batch:8.1f} ms/image  ({1000 * t:8.1f} ms/batch)")
+        report.add(part=name.strip(), device=device.type, batch=args.batch, size=args.size,
+                   ms_per_image=1000 * t / args.batch, ms_per_batch=1000 * t, peak_mb=peak_memory_mb(device))
     if device.type == "cpu":
         print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     else:
         print(f"peak CUDA memory {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MB")
+    if args.out:
+        print("wrote", *report.write(args.out))
 
 
 if __name__ == "__main__":
