@@ -95,3 +95,47 @@ def test_synthetic_benchmark_writes_the_table(workspace):
     assert scores["after"]["landmark_nme"] == saved["after"]["landmark_nme"]
     heldout = tmp / "eval" / "heldout"
     assert list(heldout.glob("*_grid.png")) and list(heldout.glob("*_neutral_true.ply"))
+
+
+def test_fit_predictors_are_scored_beside_the_encoder(workspace):
+    """evaluate_synthetic scores fitting predictors on the same images: the identity fit from the mean face shares
+    one shape per person and, on exact landmarks, lands nearer them than the mean face it starts from."""
+    import itertools
+
+    from decalite.data.datamodule import IdentityGroupDataset, collate_groups
+    from decalite.evaluation.synthetic import evaluate_synthetic, fit_predictor, identity_fit_predictor
+    from decalite.factory import build_deca
+    from decalite.fitting import FitConfig, IdentityFitConfig
+    from decalite.nets.checkpoints import load_weights
+
+    tmp, coarse, _ = workspace
+    cfg = _cfg(tmp, "experiment=synthetic_cpu")
+    deca, _ = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
+    load_weights(coarse.checkpoint, deca.networks(), strict=True)
+    deca.eval()
+    dataset = IdentityGroupDataset(str(Path(cfg.data.synthetic.root) / "val" / "*.tar"), k=2,
+                                   image_size=int(cfg.data.image_size), train=False)
+    batch = collate_groups(list(itertools.islice(iter(dataset), 2)))
+    seen = {}
+
+    def spy(predictor):
+        def wrapped(images, landmarks, masks, groups, k):
+            seen["groups_k"] = (groups, k)
+            code = predictor(images, landmarks, masks, groups, k)
+            seen["shape"] = code.shape
+            return code
+        return wrapped
+
+    no_photo = {"landmark": 1.0, "eye_closure": 1.0, "lip_closure": 0.5, "reg_shape": 3e-4, "reg_exp": 3e-4}
+    models = {"encoder": deca, "fit": deca, "identity_fit": deca}
+    predictors = {"fit": fit_predictor(deca, FitConfig(steps=30, lr=0.01, terms=no_photo)),
+                  "identity_fit": spy(identity_fit_predictor(deca, IdentityFitConfig(steps=60, pose_steps=20,
+                                                                                     terms=no_photo),
+                                                             from_encoder=False))}
+    scores = evaluate_synthetic(models, [batch], detail=False, predictors=predictors)
+    assert set(scores) == {"encoder", "fit", "identity_fit", "mean_face"}
+    assert seen["groups_k"] == (2, 2)
+    torch.testing.assert_close(seen["shape"][0], seen["shape"][1])  # one shape per person
+    assert not torch.allclose(seen["shape"][0], seen["shape"][2])
+    assert scores["identity_fit"].landmark_nme < scores["mean_face"].landmark_nme
+    assert scores["fit"].landmark_nme < scores["encoder"].landmark_nme  # the fit refines the 2-step encoder

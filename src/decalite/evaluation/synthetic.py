@@ -11,11 +11,15 @@ Metrics (one number each over all held-out images):
   person (expression and jaw stay the image's own): small when the code holds the person's static details.
 
 ``mean_face`` scores the mean shape (shape code 0) with a camera solved from the true landmarks and no details.
+
+Besides encoders, any *predictor* (images and landmarks -> codes) can be scored: :func:`fit_predictor` wraps the
+per-image fit (from the mean face or from an encoder's codes) and :func:`identity_fit_predictor` the joint fit of
+each identity group (one shared shape), so encoder-only, fit-only and encoder+fit compare on the same images.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,8 +30,9 @@ from decalite.data.swaps import within_group_permutation
 from decalite.deca import DECA
 from decalite.evaluation.now import now_distances
 from decalite.export import NOW_LANDMARKS
-from decalite.fitting import mean_face_code
+from decalite.fitting import FitConfig, IdentityFitConfig, fit, fit_identity, mean_face_code
 from decalite.losses.landmark import normalised_landmark_error
+from decalite.types import FaceCode
 
 #: Surface samples of each true neutral head (the synthetic "scan").
 SCAN_POINTS = 6_000
@@ -60,6 +65,45 @@ def _displacement_error(pred: torch.Tensor, true: torch.Tensor, mask: torch.Tens
     return ((pred - true).abs() * mask).sum((1, 2, 3)) / mask.sum().clamp_min(1.0)
 
 
+#: (images (N, 3, S, S), landmarks (N, 68, 2), skin masks (N, 1, S, S) or None, identity groups G, images per
+#: group K) -> codes of the N = G * K images (group-major, as the batches are flattened).
+Predictor = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", int, int], FaceCode]
+
+
+def encoder_predictor(deca: DECA, detail: bool = True) -> Predictor:
+    """The encoders alone (no fitting)."""
+    return lambda images, landmarks, masks, groups, k: deca.encode(images, detail=detail)
+
+
+def fit_predictor(deca: DECA, cfg: FitConfig | None = None, from_encoder: bool = True) -> Predictor:
+    """The per-image fit (:func:`decalite.fitting.fit`), started from the encoder's codes or from the mean face."""
+
+    def predict(images, landmarks, masks, groups, k):
+        init = deca.encode(images, detail=True) if from_encoder else None
+        with torch.enable_grad():
+            return fit(deca, images, landmarks, masks=masks, init=init, cfg=cfg).code
+
+    return predict
+
+
+def identity_fit_predictor(deca: DECA, cfg: IdentityFitConfig | None = None, from_encoder: bool = True) -> Predictor:
+    """The joint fit of each identity group (:func:`decalite.fitting.fit_identity`: one shape per person)."""
+
+    def predict(images, landmarks, masks, groups, k):
+        init = deca.encode(images, detail=True) if from_encoder else None
+        codes = []
+        for g in range(groups):
+            rows = slice(g * k, (g + 1) * k)
+            start = init.map(lambda t: t[rows]) if init is not None else None
+            with torch.enable_grad():
+                codes.append(fit_identity(deca, images[rows], landmarks[rows],
+                                          masks=None if masks is None else masks[rows], cfg=cfg, init=start).code)
+        return FaceCode(**{f: None if getattr(codes[0], f) is None else torch.cat([getattr(c, f) for c in codes])
+                           for f in codes[0].__dict__})
+
+    return predict
+
+
 class _Scorer:
     """Accumulates per-image errors of one model variant."""
 
@@ -80,11 +124,15 @@ class _Scorer:
 
 @torch.no_grad()
 def evaluate_synthetic(models: dict[str, DECA], batches: Iterable[dict], detail: bool = True,
-                       mean_face: bool = True, seed: int = 0) -> dict[str, SyntheticScores]:
-    """Score each model (encoder only) and the mean face on identity-group batches with ground truth.
+                       mean_face: bool = True, seed: int = 0,
+                       predictors: dict[str, Predictor] | None = None) -> dict[str, SyntheticScores]:
+    """Score each model (encoder only, or through ``predictors``) and the mean face on identity-group batches with
+    ground truth.
 
     Args:
         models: name -> DECA (on the CPU, eval mode); they must share FLAME and the renderer's UV size.
+        predictors: name -> how that entry's codes are made (default :func:`encoder_predictor`); an entry's
+            geometry and details are decoded by ``models[name]``.
         batches: identity-group batches (B, K, ...) with ``shape`` and ``disp`` ground truth (synthetic data,
             evaluation loader: centre crops, no jitter).
         detail: also score the detail networks (displacement and detail consistency).
@@ -109,7 +157,9 @@ def evaluate_synthetic(models: dict[str, DECA], batches: Iterable[dict], detail:
         perm = within_group_permutation(groups, k, generator)
         scans = [_scan(v, faces, seed + image_index + i) for i, v in enumerate(true_neutral.vertices.numpy())]
         lmk_true = true_neutral.landmarks3d[:, list(NOW_LANDMARKS)].numpy()
-        codes = {name: deca.encode(images, detail=detail) for name, deca in models.items()}
+        masks = batch["masks"].flatten(0, 1) if "masks" in batch else None
+        codes = {name: (predictors or {}).get(name, encoder_predictor(deca, detail))(images, target, masks, groups, k)
+                 for name, deca in models.items()}
         if mean_face:
             codes["mean_face"] = mean_face_code(reference, target)
         for name, code in codes.items():
