@@ -5,14 +5,20 @@ made head-sized (metres) and asymmetric with smooth bumps. The scan is 30,000 po
 copy, placed by a random similarity in millimetres, with 1 mm of noise on its 7 landmarks. Prints the median of
 ``--repeats`` runs of the full protocol (crop, landmark fit, refinement, distances), the stages separately, the
 refinement's objective evaluations, and the resulting median / mean / std (mm).
-Run: ``python benchmarks/bench_now.py`` (2 CPU threads by default).
+``--pipeline N`` also times ``decalite-evaluate benchmark=now``'s scoring (``evaluate_items``) end to end on N images
+written in NoW's layout to a temporary folder, one subject (one scan .obj and .pp file) per image so every image
+reads its scan: seconds per image with file reading, for ``--workers`` images at once.
+Run: ``python benchmarks/bench_now.py`` (2 CPU threads by default);
+``python benchmarks/bench_now.py --scan-points 60000 --threads 1 --pipeline 4`` (a NoW-sized scan, one thread).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +33,7 @@ from decalite.evaluation.now import (
     refine_alignment,
     similarity_from_landmarks,
 )
+from decalite.evaluation.now_benchmark import evaluate_items, parse_image_list, read_mesh
 from decalite.geometry.distance import point_to_mesh
 
 #: Directions of the 7 stand-in landmarks (eye corners, nose bottom, mouth corners) on the unit sphere's front.
@@ -72,12 +79,49 @@ def _median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _write_obj(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in vertices] + [f"f {a} {b} {c}" for a, b, c in faces + 1]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def pipeline(c: dict, images: int, workers: int) -> None:
+    """Time ``evaluate_items`` on ``images`` images in NoW's layout (files written to a temporary folder)."""
+    with tempfile.TemporaryDirectory(prefix="bench_now_") as tmp:
+        root = Path(tmp)
+        n = len(c["scan"])
+        scan_faces = (np.arange(2 * n)[:, None] + np.arange(3)) % n  # stand-in faces: the file size of a real scan
+        lines = []
+        for i in range(images):
+            subject = f"FaMoS_{i:06d}_TA"
+            _write_obj(root / "scans" / subject / "scan.obj", c["scan"], scan_faces)
+            points = "\n".join(f'<point x="{x}" y="{y}" z="{z}" active="1" name="{k}"/>'
+                               for k, (x, y, z) in enumerate(c["scan_lmk"]))
+            (root / "lmks" / subject).mkdir(parents=True)
+            (root / "lmks" / subject / "scan.pp").write_text(f"<PickedPoints>\n{points}\n</PickedPoints>\n")
+            _write_obj(root / "pred" / subject / "multiview_neutral" / "IMG_0001.obj", c["pred"], c["faces"])
+            np.save(root / "pred" / subject / "multiview_neutral" / "IMG_0001.npy", c["pred_lmk"])
+            lines.append(f"{subject}/multiview_neutral/IMG_0001.jpg")
+        t0 = time.perf_counter()
+        read_mesh(root / "scans" / f"FaMoS_{0:06d}_TA" / "scan.obj", need_faces=False)
+        t_read = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        results = evaluate_items(parse_image_list(lines), root / "scans", root / "lmks", root / "pred",
+                                 workers=workers, executor="process")
+        elapsed = time.perf_counter() - t0
+    assert all(r.status == "scored" for r in results), [r.reason for r in results]
+    print(f"evaluate_items, {images} images ({n}-vertex scan .obj each), {workers} worker(s): {elapsed:.2f} s, "
+          f"{elapsed / images:.3f} s per image (reading one scan .obj: {t_read:.3f} s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scan-points", type=int, default=30_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pipeline", type=int, default=0, help="also time evaluate_items on this many images")
+    parser.add_argument("--workers", type=int, default=1, help="--pipeline: images scored at once (processes)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     c = build_case(args.seed, args.scan_points)
@@ -110,6 +154,8 @@ def main() -> None:
     stats, before = now_summary([dist]), now_summary([landmark_only])
     print("errors (mm) landmarks only: median {median:.3f}, mean {mean:.3f}, std {std:.3f}".format(**before))
     print("errors (mm) refined:        median {median:.3f}, mean {mean:.3f}, std {std:.3f}".format(**stats))
+    if args.pipeline:
+        pipeline(c, args.pipeline, args.workers)
 
 
 if __name__ == "__main__":

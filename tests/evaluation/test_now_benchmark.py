@@ -139,9 +139,13 @@ def test_readers(tmp_path: Path) -> None:
     with pytest.raises(NowInputError, match=r"b\.npy.*\(5, 3\)"):
         read_landmarks(tmp_path / "b.npy")
     # A quad, slashes and a negative index: fanned into two triangles, vertices as written.
-    verts, faces = read_obj("v 0 0 0\nv 1 0 0 0.5 0.5 0.5\nv 1 1 0\nv 0 1 0\nvt 0 0\nf 1/1 2//1 3/1/1 -1\n")
-    assert verts.shape == (4, 3)
-    np.testing.assert_array_equal(faces, [[0, 1, 2], [0, 2, 3]])
+    verts, faces = read_obj("v 0 0 0\nv 1 0 0 0.5 0.5 0.5\nv 1 1 0\nv 0 1 0\nvt 0 0\nf 1/1 2//1 3/1/1 -1\n"
+                            "v 2 2 2\nf -1 -2 -3\n")
+    assert verts.shape == (5, 3) and verts[1].tolist() == [1, 0, 0]
+    np.testing.assert_array_equal(faces, [[0, 1, 2], [0, 2, 3], [4, 3, 2]])
+    assert read_obj("v 0 0 0\nf 1 1 1\n", faces=False)[1].shape == (0, 3)
+    with pytest.raises(NowInputError, match="not 'v x y z'"):
+        read_obj("v 0 0 0\nv 1 x 0\n")
 
 
 def test_find_prediction_accepts_now_and_reconstruct_names(layout) -> None:
@@ -249,6 +253,24 @@ def test_config_errors_name_the_key(layout) -> None:
         NowConfig(image_list=str(layout["root"] / "imagepathsvalidation.txt"), scans="/nonexistent").check()
     with pytest.raises(NowConfigError, match=r"now\.unit"):
         _config(layout["root"], unit="inch").check()
+
+
+def test_no_prediction_scored_writes_the_report_and_exits_1(layout, tmp_path: Path) -> None:
+    from decalite.cli.evaluate import run_now
+
+    root = layout["root"]
+    (tmp_path / "empty").mkdir()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("evaluate", overrides=["benchmark=now", f"now.image_list={root / 'imagepathsvalidation.txt'}",
+                                             f"now.scans={root / 'scans'}", f"now.scan_landmarks={root / 'lmks'}",
+                                             f"now.predictions={tmp_path / 'empty'}", f"output={tmp_path / 'out'}",
+                                             "now.progress=false"])
+    with pytest.raises(SystemExit) as exit_:
+        run_now(cfg)
+    assert exit_.value.code == 1
+    saved = json.loads((tmp_path / "out" / "now_results.json").read_text())
+    assert saved["overall"]["scored"] == 0 and saved["overall"]["median"] is None and len(saved["missing"]) == 8
+    assert (tmp_path / "out" / "now_curve.png").is_file()
 
 
 def test_compose_defaults_keep_the_demo_benchmark() -> None:

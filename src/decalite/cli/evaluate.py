@@ -110,14 +110,19 @@ def run(cfg: DictConfig) -> dict[str, dict]:
 
 
 def run_now(cfg: DictConfig) -> dict:
-    """``benchmark=now``: the ``now`` block as :class:`NowConfig`, scored into ``cfg.output``."""
+    """``benchmark=now``: the ``now`` block as :class:`NowConfig`, scored into ``cfg.output``; exits with status 1
+    when no prediction could be scored (the report is written all the same)."""
     from omegaconf import OmegaConf
 
     from decalite.evaluation.now_benchmark import NowConfig, run_now_benchmark
 
     if cfg.get("torch_threads"):
         torch.set_num_threads(int(cfg.torch_threads))
-    return run_now_benchmark(NowConfig(**OmegaConf.to_container(cfg.now, resolve=True)), Path(cfg.output))
+    summary = run_now_benchmark(NowConfig(**OmegaConf.to_container(cfg.now, resolve=True)), Path(cfg.output))
+    if not summary["overall"]["scored"]:
+        log.error("NoW: no prediction was scored (see %s)", Path(cfg.output) / "now_results.md")
+        raise SystemExit(1)
+    return summary
 
 
 BENCHMARKS = {"demo": run, "now": run_now}

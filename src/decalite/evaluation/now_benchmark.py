@@ -243,22 +243,25 @@ def read_landmarks(path: Path) -> np.ndarray:
     return lmk
 
 
-def read_obj(text: str, source: str = "<obj>") -> tuple[np.ndarray, np.ndarray]:
+def read_obj(text: str, source: str = "<obj>", faces: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(V, 3) vertices and (F, 3) triangles of a Wavefront OBJ, vertices in file order (as NoW's reader).
 
     ``v`` lines give the vertices (extra colour columns ignored), ``f`` lines the faces (``i``, ``i/t``, ``i//n``,
     ``i/t/n``; negative indices count from the end; polygons are fanned into triangles). No vertex is merged or
-    split, so scan points are counted exactly once.
+    split, so scan points are counted exactly once. ``faces=False`` skips the faces ((0, 3): a scan's points).
     """
-    verts: list[list[float]] = []
+    lines = text.splitlines()
+    rows = [line.split()[1:4] for line in lines if line.startswith("v ")]
+    try:
+        verts = np.array(rows, dtype=np.float64).reshape(-1, 3)
+    except ValueError:
+        bad = next((row for row in rows if len(row) != 3 or not all(_is_float(x) for x in row)), ["?"])
+        raise NowInputError(f"{source}: a vertex line is not 'v x y z': 'v {' '.join(bad)}'") from None
     tris: list[list[int]] = []
-    for number, line in enumerate(text.splitlines(), 1):
+    seen = 0  # vertices before the current line (negative indices count back from there)
+    for number, line in enumerate(lines if faces else [], 1):
         if line.startswith("v "):
-            fields = line.split()
-            try:
-                verts.append([float(fields[1]), float(fields[2]), float(fields[3])])
-            except (IndexError, ValueError):
-                raise NowInputError(f"{source}: line {number} is not a vertex: {line[:80]!r}") from None
+            seen += 1
         elif line.startswith("f "):
             try:
                 idx = [int(tok.split("/")[0]) for tok in line.split()[1:]]
@@ -266,9 +269,17 @@ def read_obj(text: str, source: str = "<obj>") -> tuple[np.ndarray, np.ndarray]:
                 raise NowInputError(f"{source}: line {number} is not a face: {line[:80]!r}") from None
             if len(idx) < 3:
                 raise NowInputError(f"{source}: line {number} has fewer than 3 vertices: {line[:80]!r}")
-            idx = [i - 1 if i > 0 else len(verts) + i for i in idx]  # OBJ: 1-based, negative from the end
+            idx = [i - 1 if i > 0 else seen + i for i in idx]  # OBJ: 1-based; negative: relative
             tris.extend([idx[0], idx[k], idx[k + 1]] for k in range(1, len(idx) - 1))
-    return np.asarray(verts, dtype=np.float64).reshape(-1, 3), np.asarray(tris, dtype=np.int64).reshape(-1, 3)
+    return verts, np.asarray(tris, dtype=np.int64).reshape(-1, 3)
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def read_mesh(path: Path, need_faces: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -280,7 +291,7 @@ def read_mesh(path: Path, need_faces: bool = True) -> tuple[np.ndarray, np.ndarr
     path = Path(path)
     try:
         if path.suffix.lower() == ".obj":
-            verts, faces = read_obj(path.read_text(errors="replace"), str(path))
+            verts, faces = read_obj(path.read_text(errors="replace"), str(path), faces=need_faces)
         else:
             import trimesh
 
