@@ -13,6 +13,7 @@ autocast (geometry stays fp32, see decalite.precision), channels_last encoders, 
 (nvdiffrast when importable). Each (setting, stage) runs in its own process so the CPU peak (``ru_maxrss``) is
 that configuration's; on CUDA the peak is ``torch.cuda.max_memory_allocated``.
 
+Writes ``train.json`` + ``train.md`` into ``--out`` (see report.py).
 Run: ``python benchmarks/bench_train.py`` (CPU: 2 threads, a few steps), ``--device cuda``, ``--only paper:coarse``.
 Figures are printed, not asserted.
 """
@@ -29,6 +30,7 @@ import time
 from contextlib import nullcontext
 
 import torch
+from report import DEFAULT_OUT, Report
 
 EXPERIMENTS = {("paper", "coarse"): "deca_coarse", ("paper", "detail"): "deca_detail",
                ("synthetic_cpu", "coarse"): "synthetic_cpu", ("synthetic_cpu", "detail"): "synthetic_cpu_detail"}
@@ -147,6 +149,7 @@ def main() -> None:
     parser.add_argument("--groups", type=int, help="identity groups per step (default: the config's, except "
                         "where it does not fit, see GROUPS)")
     parser.add_argument("--in-process", action="store_true", help="run here instead of one process per config")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="folder for train.json / train.md ('': none)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -155,6 +158,11 @@ def main() -> None:
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f", {args.threads} threads")
           + ": one training step = forward + backward + clip + Adam; images/s counts input images")
     results = []
+    report = Report("train", columns=["setting", "stage", "device", "backbone", "image_size", "uv_size", "images",
+                                      "s_per_step", "images_per_s", "peak_mb", "rasterizer", "steps", "finite"])
+    report.note("one training step = forward + backward + clip + Adam on random batches; images = groups x K input "
+                "images; peak_mb: CUDA max_memory_allocated, else ru_maxrss of the configuration's own process; "
+                "CUDA: bf16 autocast + channels_last encoders; every field is in the JSON rows")
     for setting, stage in combos:
         warmup, steps = STEPS[(device.type, setting)]
         warmup = warmup if args.warmup is None else args.warmup
@@ -164,18 +172,22 @@ def main() -> None:
             result = measure(setting, stage, device, warmup, steps, groups)
         else:  # a fresh process per configuration: ru_maxrss is a per-process high-water mark
             cmd = [sys.executable, __file__, "--device", args.device, "--threads", str(args.threads), "--only",
-                   f"{setting}:{stage}", "--warmup", str(warmup), "--steps", str(steps)]
+                   f"{setting}:{stage}", "--warmup", str(warmup), "--steps", str(steps), "--out", ""]
             cmd += ["--groups", str(groups)] if groups else []
             proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
             if proc.returncode != 0:
                 why = "killed (out of memory?)" if proc.returncode == -9 else proc.stderr.strip()[-600:]
                 print(f"{setting:>13} {stage:>6}  FAILED: {why}", flush=True)
+                report.note(f"{setting} {stage}: FAILED: {why.splitlines()[-1] if why else proc.returncode}")
                 continue
             result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("{")))
         results.append(result)
         if len(combos) == 1:
             print(json.dumps(result))
         print(_row(result), flush=True)
+        report.add(**result)
+    if args.out:
+        print("wrote", *report.write(args.out))
 
 
 if __name__ == "__main__":
