@@ -12,16 +12,19 @@ Ground truth: the HOG + predictor landmarks of the clean, unscaled astronaut, wa
   bystander or a false positive): issue 9's silent failure.
 * NME: mean landmark error of the detection on the main face / outer-eye-corner distance (found faces only).
 
-Prints figures, asserts nothing. Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_detect.py``.
+Prints figures, asserts nothing; writes ``detect.json`` (one summary row per detector, the per-image rows under
+"images") + ``detect.md`` into ``--out`` (see report.py). Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_detect.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 
 import numpy as np
+from report import DEFAULT_OUT, Report, peak_memory_mb
 
 from decalite.data.detect import DlibCnnLandmarker, DlibLandmarker, YunetLandmarker, most_prominent_face
 from decalite.data.face_scenes import compose_scene
@@ -75,6 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=list(DETECTORS))
     parser.add_argument("--sizes", nargs="+", type=int, default=[40, 60, 100, 200, 400])
+    parser.add_argument("--out", default=DEFAULT_OUT, help="folder for detect.json / detect.md ('': none)")
     args = parser.parse_args()
     logging.getLogger("decalite.data.detect").setLevel(logging.ERROR)  # no "2 faces found" per image
     try:
@@ -95,6 +99,9 @@ def main() -> None:
     print("| detector | found | chosen correctly | another face chosen | NME (median / mean) "
           "| ms per image (median / mean) |")
     print("|---|---|---|---|---|---|")
+    report = Report("detect")
+    report.note(f"{n} images: face sizes {args.sizes} px x {len(VARIANTS)} variants, each with a 0.6 x bystander; "
+                "1 thread; NME over found faces; peak_mb: ru_maxrss")
     for name, rows in results.items():
         found = [r for r in rows if r["found"]]
         errs = np.array([r["nme"] for r in found]) if found else np.array([np.nan])
@@ -102,6 +109,9 @@ def main() -> None:
         wrong = sum(r["wrong"] for r in rows)
         print(f"| {name} | {len(found)}/{n} | {sum(r['chosen'] for r in rows)}/{n} | {wrong}/{n} | "
               f"{np.median(errs):.3f} / {np.mean(errs):.3f} | {np.median(ms):.0f} / {np.mean(ms):.0f} |")
+        report.add(detector=name, images=n, found=len(found), chosen=sum(r["chosen"] for r in rows), wrong=wrong,
+                   nme_median=float(np.median(errs)), nme_mean=float(np.mean(errs)), ms_median=float(np.median(ms)),
+                   ms_mean=float(np.mean(ms)), peak_mb=peak_memory_mb())
 
     print("\nfound (chosen correctly) per face size, all variants:\n")
     print("| detector | " + " | ".join(f"{s} px" for s in args.sizes) + " |")
@@ -119,6 +129,12 @@ def main() -> None:
     for name, rows in results.items():
         cells = [f"{sum(r['found'] for r in rows if r['variant'] == v)}/{len(args.sizes)}" for v in VARIANTS]
         print(f"| {name} | " + " | ".join(cells) + " |")
+    if args.out:
+        data = report.data()
+        data["images"] = {name: rows for name, rows in results.items()}
+        json_path, md_path = report.write(args.out)
+        json_path.write_text(json.dumps(data, indent=1, default=str) + "\n")
+        print("\nwrote", json_path, md_path)
 
 
 if __name__ == "__main__":

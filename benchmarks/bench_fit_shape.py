@@ -9,7 +9,7 @@ use landmarks only (no photometric term). Two sets with different seeds: ``--set
 choose the fit's settings, ``--set report`` (seed 200, the default) only to report them.
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_fit_shape.py [--set report] [--identities 8]``.
-Figures are printed, never asserted.
+Figures are printed, never asserted. Writes ``fit_shape.json`` + ``fit_shape.md`` into ``--out`` (see report.py).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+from report import DEFAULT_OUT, Report, peak_memory_mb
 
 from decalite.cli.schema import compose_typed
 from decalite.config import ReconstructConfig
@@ -88,6 +89,7 @@ def main() -> None:
     parser.add_argument("--reg-exp", type=float, default=None, help="reg_exp weight (default: --reg or the fit's)")
     parser.add_argument("--lr", type=float, default=IdentityFitConfig.lr)
     parser.add_argument("--single-default", action="store_true", help="also the library's default fit()")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="folder for fit_shape.json / fit_shape.md ('': none)")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     with tempfile.TemporaryDirectory() as cache:
@@ -128,8 +130,16 @@ def main() -> None:
           f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     print(f"| {'method':<40} | NoW-style median (mm), mean over identities | vs mean face |")
     print(f"|{'-' * 42}|{'-' * 45}|{'-' * 14}|")
+    report = Report("fit_shape")
+    report.note(f"{args.set} set (seed {seed}): {args.identities} identities x {args.images} images, landmark noise "
+                f"{args.noise}, {fit_cfg.pose_steps}+{fit_cfg.steps} steps, lr {fit_cfg.lr}, reg_shape "
+                f"{fit_cfg.terms['reg_shape']}, reg_exp {fit_cfg.terms['reg_exp']}; {time.perf_counter() - start:.0f} s")
     for name, values in rows.items():
         print(f"| {name:<40} | {np.mean(values):43.3f} | {np.mean(values) / base:11.2f}x |")
+        report.add(method=name, now_median_mm=float(np.mean(values)), vs_mean_face=float(np.mean(values) / base),
+                   per_identity_mm=[float(v) for v in values], peak_mb=peak_memory_mb())
+    if args.out:
+        print("wrote", *report.write(args.out))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ reconstruction's default loss terms) with torch's default threads, decalite's po
 
 Each fit runs in a fresh subprocess (torch's thread pools are per process); the busy processes are plain Python
 loops started a second before it. Run: ``.venv/bin/python benchmarks/bench_threads.py [--steps 50]``.
-Figures are printed, never asserted; a fit that exceeds ``--timeout`` is shown as ``>T``.
+Figures are printed, never asserted; a fit that exceeds ``--timeout`` is shown as ``>T``. Writes ``threads.json``
++ ``threads.md`` into ``--out`` (see report.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from report import DEFAULT_OUT, Report
 
 MODES = ("default", "policy", "1")
 
@@ -86,10 +89,14 @@ def main() -> None:
     parser.add_argument("--busy", default="0,1,2", help="numbers of competing busy processes")
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=DEFAULT_OUT, help="folder for threads.json / threads.md ('': none)")
     args = parser.parse_args()
     if args.child:
         child(args.child, args.steps, args.cache)
         return
+    report = Report("threads")
+    report.note(f"wall seconds of one {args.steps}-step fit (small DECA, generated head) per thread mode, with "
+                "busy competing processes; threads used; 1-minute load when the fit started; None: over --timeout")
     busy_counts = [int(b) for b in args.busy.split(",")]
     with tempfile.TemporaryDirectory() as cache:
         measure("1", 0, 1, cache, 600.0)  # generate the head once, untimed
@@ -102,7 +109,11 @@ def main() -> None:
             for mode in MODES:
                 seconds, threads, load = measure(mode, busy, args.steps, cache, args.timeout)
                 cells.append(f"{seconds} ({threads if threads is not None else '?'}) [{load:.1f}]")
+                report.add(busy=busy, mode=mode, seconds=None if seconds.startswith(">") else float(seconds),
+                           threads=threads, load_at_start=load, steps=args.steps)
             print(f"| {busy} | {' | '.join(cells)} |", flush=True)
+    if args.out:
+        print("wrote", *report.write(args.out))
 
 
 if __name__ == "__main__":
