@@ -10,6 +10,7 @@ EXPERIMENT ?= synthetic_cpu
 GPUS       ?=
 ARGS       ?=
 LOGS       ?= outputs/train
+OUT_BENCH  ?= outputs/bench
 CKPT       := $(LOGS)/synthetic_cpu/detail/checkpoints/last.ckpt
 TRAINER     = $(if $(GPUS),$(if $(filter 1,$(GPUS)),trainer=gpu,trainer=ddp trainer.devices=$(GPUS)),)
 ABLATIONS  := ablation_no_detail_consistency,ablation_no_mrf,ablation_no_symmetry,ablation_no_shape_consistency
@@ -57,14 +58,15 @@ sweep: $(STAMP)  ## the paper's ablations as one Hydra multirun on synthetic dat
 assets: $(STAMP)  ## write the generated FLAME-format head to outputs/generated_head
 	$(BIN)/decalite-assets out=outputs/generated_head seed=0
 
-bench: $(STAMP)  ## print speed figures: renderer, data loader, reconstruction, identity net, ID-MRF, training step (printed, not asserted)
-	$(BIN)/python benchmarks/bench_render.py
-	$(BIN)/python benchmarks/bench_data.py
-	$(BIN)/python benchmarks/bench_reconstruct.py
-	$(BIN)/python benchmarks/bench_identity.py
-	$(BIN)/python benchmarks/bench_mrf.py
+bench: $(STAMP)  ## speed figures (printed, not asserted) + one JSON and markdown table each, naming the machine, in OUT_BENCH (outputs/bench/README.md)
+	$(BIN)/python benchmarks/bench_render.py --out $(OUT_BENCH)
+	$(BIN)/python benchmarks/bench_data.py --out $(OUT_BENCH)
+	$(BIN)/python benchmarks/bench_reconstruct.py --out $(OUT_BENCH)
+	$(BIN)/python benchmarks/bench_identity.py --out $(OUT_BENCH)
+	$(BIN)/python benchmarks/bench_mrf.py --out $(OUT_BENCH)
 	$(BIN)/python benchmarks/bench_now.py
-	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_train.py --out $(OUT_BENCH)
+	$(BIN)/python benchmarks/report.py $(OUT_BENCH)
 
 clean:  ## remove outputs and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache
