@@ -10,7 +10,7 @@ Random images, landmarks and masks of the right shapes (no data loading); the st
 (:class:`~decalite.training.coarse.CoarseModule`, :class:`~decalite.training.detail.DetailModule`), so the
 figures follow the configs. Warm-up steps are excluded. The same script runs on CUDA when available: bf16
 autocast (geometry stays fp32, see decalite.precision), channels_last encoders, ``renderer.backend=auto``
-(nvdiffrast when importable). Each (setting, stage) runs in its own process so the CPU peak (``ru_maxrss``) is
+(nvdiffrast when importable); ``--compile`` wraps the encoders in torch.compile. Each (setting, stage) runs in its own process so the CPU peak (``ru_maxrss``) is
 that configuration's; on CUDA the peak is ``torch.cuda.max_memory_allocated``.
 
 Writes ``train.json`` + ``train.md`` into ``--out`` (see report.py).
@@ -63,7 +63,7 @@ def _batch(groups: int, k: int, size: int, device: torch.device) -> dict[str, to
 
 
 def measure(setting: str, stage: str, device: torch.device, warmup: int, steps: int,
-            groups: int | None = None) -> dict:
+            groups: int | None = None, compile_encoders: bool = False) -> dict:
     """Build the stage module of one configuration and time ``steps`` training steps after ``warmup``
     (``groups``: identity groups per step instead of the configured ``data.batch_size``)."""
     from decalite.cli.train import stage_config
@@ -89,6 +89,9 @@ def measure(setting: str, stage: str, device: torch.device, warmup: int, steps: 
         for encoder in (deca.coarse_encoder, deca.detail_encoder):
             encoder.to(memory_format=torch.channels_last)
     params = [p for m in module.trainable() for p in m.parameters() if p.requires_grad]
+    if compile_encoders:  # the stage modules call self.deca.<encoder>: the compiled wrappers share the parameters
+        deca.coarse_encoder = torch.compile(deca.coarse_encoder)
+        deca.detail_encoder = torch.compile(deca.detail_encoder)
     optimizer = torch.optim.Adam(params, lr=scfg.optim.lr, betas=tuple(scfg.optim.betas))
     configured = int(cfg.data.batch_size)
     groups, k, size = groups or configured, int(cfg.data.k), int(cfg.renderer.image_size)
@@ -127,7 +130,8 @@ def measure(setting: str, stage: str, device: torch.device, warmup: int, steps: 
             "detail_consistency": scfg.loss.detail_consistency, "pretrained": sorted(pretrained),
             "rasterizer": getattr(deca.renderer.rasterizer, "last_backend", None) or "none",
             "warmup": warmup, "steps": steps, "s_per_step": seconds, "images_per_s": groups * k / seconds,
-            "peak_mb": peak_mb, "finite": all(math.isfinite(v) for v in losses), "threads": torch.get_num_threads()}
+            "peak_mb": peak_mb, "finite": all(math.isfinite(v) for v in losses), "threads": torch.get_num_threads(),
+            "autocast": "bf16" if cuda else None, "channels_last": cuda, "compiled": compile_encoders}
 
 
 def _row(r: dict) -> str:
@@ -149,6 +153,7 @@ def main() -> None:
     parser.add_argument("--groups", type=int, help="identity groups per step (default: the config's, except "
                         "where it does not fit, see GROUPS)")
     parser.add_argument("--in-process", action="store_true", help="run here instead of one process per config")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the encoders")
     parser.add_argument("--out", default=DEFAULT_OUT, help="folder for train.json / train.md ('': none)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -159,7 +164,8 @@ def main() -> None:
           + ": one training step = forward + backward + clip + Adam; images/s counts input images")
     results = []
     report = Report("train", columns=["setting", "stage", "device", "backbone", "image_size", "uv_size", "images",
-                                      "s_per_step", "images_per_s", "peak_mb", "rasterizer", "steps", "finite"])
+                                      "s_per_step", "images_per_s", "peak_mb", "rasterizer", "autocast", "compiled", "steps",
+                                      "finite"])
     report.note("one training step = forward + backward + clip + Adam on random batches; images = groups x K input "
                 "images; peak_mb: CUDA max_memory_allocated, else ru_maxrss of the configuration's own process; "
                 "CUDA: bf16 autocast + channels_last encoders; every field is in the JSON rows")
@@ -169,11 +175,12 @@ def main() -> None:
         steps = steps if args.steps is None else args.steps
         groups = args.groups or GROUPS.get((device.type, setting, stage))
         if args.in_process or len(combos) == 1:
-            result = measure(setting, stage, device, warmup, steps, groups)
+            result = measure(setting, stage, device, warmup, steps, groups, args.compile)
         else:  # a fresh process per configuration: ru_maxrss is a per-process high-water mark
             cmd = [sys.executable, __file__, "--device", args.device, "--threads", str(args.threads), "--only",
                    f"{setting}:{stage}", "--warmup", str(warmup), "--steps", str(steps), "--out", ""]
             cmd += ["--groups", str(groups)] if groups else []
+            cmd += ["--compile"] if args.compile else []
             proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
             if proc.returncode != 0:
                 why = "killed (out of memory?)" if proc.returncode == -9 else proc.stderr.strip()[-600:]
