@@ -78,3 +78,13 @@ def test_bench_render_writes_its_report(tmp_path):
     assert row["backend"] == "torch" and row["device"] == "cpu" and row["batch"] == 1 and row["size"] == 32
     assert row["forward_ms_per_image"] > 0 and row["peak_mb"] > 0
     assert "| torch | cpu | 1 | 32 |" in (tmp_path / "render.md").read_text()
+
+
+def test_columns_pick_the_table_and_the_json_keeps_every_field(report, tmp_path):
+    r = report.Report("wide", columns=["batch", "images_per_s"])
+    r.add(batch=4, images_per_s=1234.5, pretrained=["identity", "mrf"], finite=True)
+    json_path, md_path = r.write(tmp_path)
+    assert json.loads(json_path.read_text())["rows"][0]["pretrained"] == ["identity", "mrf"]
+    md = md_path.read_text()
+    assert "| batch | images_per_s |\n|---|---|\n| 4 | 1,234 |" in md and "pretrained" not in md
+    assert report.peak_memory_mb() > 0 and report.peak_memory_mb("cpu") > 0
