@@ -179,7 +179,7 @@ def collect(out_dir: str | os.PathLike) -> Path:
     """Merge every report (``*.json`` with a benchmark and rows) of ``out_dir`` into ``<out_dir>/README.md``, one
     section per benchmark; returns its path."""
     out = Path(out_dir)
-    sections, skipped = [], []
+    sections, skipped, commits = [], [], set()
     for path in sorted(out.glob("*.json")):
         try:
             data = json.loads(path.read_text())
@@ -188,9 +188,12 @@ def collect(out_dir: str | os.PathLike) -> Path:
             continue
         if isinstance(data, dict) and "benchmark" in data and isinstance(data.get("rows"), list):
             sections.append(_section(data, "##"))
+            commits.add(data.get("machine", {}).get("git_commit"))
         else:
             skipped.append(path.name)
     text = f"# Benchmarks ({len(sections)} reports)\n\nFigures of one `make bench` run; printed, never asserted.\n\n"
+    if len(commits) > 1:
+        text += f"Note: these reports come from {len(commits)} commits (an earlier run's files are in the folder).\n\n"
     text += "\n".join(sections)
     if skipped:
         text += "\nOther files in this folder: " + ", ".join(skipped) + "\n"
