@@ -139,3 +139,40 @@ def test_fit_predictors_are_scored_beside_the_encoder(workspace):
     assert not torch.allclose(seen["shape"][0], seen["shape"][2])
     assert scores["identity_fit"].landmark_nme < scores["mean_face"].landmark_nme
     assert scores["fit"].landmark_nme < scores["encoder"].landmark_nme  # the fit refines the 2-step encoder
+
+
+def test_synthetic_benchmark_cli_scores_methods_and_writes_the_report(workspace):
+    """decalite-evaluate benchmark=synthetic: one row per method plus the mean face, JSON + markdown + curve; an
+    unknown method is refused by name."""
+    import json
+
+    from decalite.cli.evaluate import BENCHMARKS
+    from decalite.evaluation.synthetic_benchmark import BenchmarkConfigError
+
+    tmp, coarse, _ = workspace
+
+    def cfg(*extra):
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            made = compose("evaluate", overrides=[
+                *SMALL, "experiment=synthetic_cpu", "benchmark=synthetic", f"paths.data_dir={tmp / 'data'}",
+                f"paths.log_dir={tmp / 'logs'}", f"paths.cache_dir={os.environ['DECALITE_CACHE']}",
+                f"checkpoint={coarse.checkpoint}", f"output={tmp / 'synthetic'}", "max_identities=2", "data.k=2",
+                "synthetic.fit_steps=5", "synthetic.identity_fit_steps=5", *extra])
+        return made
+
+    scores = BENCHMARKS["synthetic"](cfg("synthetic.methods=[encoder,encoder+identity_fit]"))
+    assert set(scores) == {"encoder", "encoder+identity_fit", "mean_face"}
+    saved = json.loads((tmp / "synthetic" / "synthetic_results.json").read_text())
+    assert saved["scores"]["encoder"]["landmark_nme"] == scores["encoder"]["landmark_nme"]
+    assert saved["meta"]["identities"] == 2
+    row = saved["scores"]["encoder"]
+    assert row["shape_mean_mm"] > 0 and row["shape_std_mm"] > 0
+    for key in ("detail_consistency_mm", "detail_other_identity_mm", "expression_change_mm",
+                "expression_change_true_mm"):
+        assert row[key] is not None and row[key] >= 0
+    assert row["expression_change_true_mm"] > 0  # the synthetic wrinkles move with the expression
+    table = (tmp / "synthetic" / "synthetic_results.md").read_text()
+    assert "| encoder+identity_fit |" in table and "| mean_face |" in table
+    assert (tmp / "synthetic" / "synthetic_curve.png").stat().st_size > 1000
+    with pytest.raises(BenchmarkConfigError, match="synthetic.methods"):
+        BENCHMARKS["synthetic"](cfg("synthetic.methods=[encoder,magic]"))

@@ -5,6 +5,9 @@ identities of the experiment's synthetic data, for the untrained networks, a che
 
 Writes ``<out>/train_eval.json`` as ``{"before": {...}, "after": {...}, "mean_face": {...}}`` and prints a table.
 
+``benchmark=synthetic`` scores one checkpoint by several methods (encoder, per-image fit, identity fit; see
+:mod:`decalite.evaluation.synthetic_benchmark`) on the held-out identities, into ``output``.
+
 ``benchmark=now`` runs the NoW benchmark on a folder of predictions instead (:mod:`decalite.evaluation.now_benchmark`):
 
     decalite-evaluate benchmark=now now.image_list=imagepathsvalidation.txt now.scans=scans \
@@ -125,7 +128,40 @@ def run_now(cfg: DictConfig) -> dict:
     return summary
 
 
-BENCHMARKS = {"demo": run, "now": run_now}
+def run_synthetic(cfg: DictConfig) -> dict[str, dict]:
+    """``benchmark=synthetic``: the checkpoint scored by each method of ``synthetic.methods`` (encoder, fits) on
+    ``max_identities`` held-out identities of the experiment's synthetic data, into ``cfg.output``."""
+    from omegaconf import OmegaConf
+
+    from decalite.cli.train import ensure_synthetic_data
+    from decalite.data.datamodule import IdentityGroupDataset, collate_groups
+    from decalite.evaluation.synthetic_benchmark import SyntheticBenchmarkConfig, run_synthetic_benchmark
+    from decalite.factory import build_deca
+    from decalite.nets.checkpoints import load_weights
+
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(int(cfg.torch_threads))
+    pl.seed_everything(int(cfg.seed))
+    ensure_synthetic_data(cfg)
+    bench = SyntheticBenchmarkConfig(**OmegaConf.to_container(cfg.synthetic, resolve=True))
+    bench.check()
+    deca, _ = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
+    load_weights(str(cfg.checkpoint), deca.networks(), strict=True)
+    deca.eval()
+    dataset = IdentityGroupDataset(str(Path(cfg.data.synthetic.root) / "val" / "*.tar"), k=int(cfg.data.k),
+                                   image_size=int(cfg.data.image_size), train=False)
+    groups = itertools.islice(iter(dataset), int(cfg.max_identities))
+    batches = (collate_groups(list(chunk)) for chunk in iter(lambda: list(itertools.islice(groups, 4)), []))
+    meta = {"checkpoint": str(cfg.checkpoint), "data": str(cfg.data.synthetic.root) + "/val",
+            "identities": int(cfg.max_identities), "images_per_identity": int(cfg.data.k),
+            "image_size": int(cfg.data.image_size), "fit_steps": bench.fit_steps,
+            "identity_fit_steps": bench.identity_fit_steps, "photometric_fit": bench.photometric}
+    scores = run_synthetic_benchmark(deca, batches, bench, Path(cfg.output), meta)
+    log.info("synthetic benchmark (%d held-out identities):\n%s", int(cfg.max_identities), table(scores))
+    return scores
+
+
+BENCHMARKS = {"demo": run, "now": run_now, "synthetic": run_synthetic}
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
@@ -137,7 +173,7 @@ def main(cfg: DictConfig) -> None:
         raise SystemExit(2)
     try:
         BENCHMARKS[cfg.benchmark](cfg)
-    except NowConfigError as err:
+    except NowConfigError as err:  # also the synthetic benchmark's BenchmarkConfigError
         log.error("%s", err)
         raise SystemExit(2) from None
 

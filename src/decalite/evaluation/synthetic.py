@@ -9,6 +9,13 @@ Metrics (one number each over all held-out images):
 - ``displacement_mm``: mean |D_pred - D_true| inside the face-eye mask, mm (the detail decoder's output).
 - ``detail_consistency_mm``: the same error when each image's detail code comes from another image of the same
   person (expression and jaw stay the image's own): small when the code holds the person's static details.
+- ``detail_other_identity_mm``: the same error with the detail code of another person (an image of the next
+  group): larger than ``detail_consistency_mm`` when the code is about the person.
+- ``expression_change_mm``: for two images of one person, the predicted displacement change when only the
+  expression and jaw move from the first image's to the second's, against the true change (D_true of the second
+  minus D_true of the first; static details cancel), mean |error| in the mask. ``expression_change_true_mm`` is the
+  mean true change itself: the error of a model whose details ignore the expression.
+- ``shape_mean_mm``, ``shape_std_mm``: mean and standard deviation of the same scan-to-mesh distances.
 
 ``mean_face`` scores the mean shape (shape code 0) with a camera solved from the true landmarks and no details.
 
@@ -44,6 +51,11 @@ class SyntheticScores:
     shape_mm: float
     displacement_mm: float | None = None
     detail_consistency_mm: float | None = None
+    detail_other_identity_mm: float | None = None
+    expression_change_mm: float | None = None
+    expression_change_true_mm: float | None = None
+    shape_mean_mm: float | None = None
+    shape_std_mm: float | None = None
 
     def as_dict(self) -> dict[str, float | None]:
         return dict(self.__dict__)
@@ -112,20 +124,31 @@ class _Scorer:
         self.shape: list[np.ndarray] = []
         self.disp: list[float] = []
         self.consistency: list[float] = []
+        self.other: list[float] = []
+        self.change: list[float] = []
+        self.change_true: list[float] = []
+
+    def distances_mm(self) -> np.ndarray:
+        """All scan-to-mesh distances, mm."""
+        return 1000.0 * np.concatenate(self.shape)
 
     def result(self) -> SyntheticScores:
+        mm = lambda values: 1000.0 * float(np.mean(values)) if values else None  # noqa: E731
+        distances = self.distances_mm()
         return SyntheticScores(
-            landmark_nme=float(np.mean(self.nme)),
-            shape_mm=1000.0 * float(np.median(np.concatenate(self.shape))),
-            displacement_mm=1000.0 * float(np.mean(self.disp)) if self.disp else None,
-            detail_consistency_mm=1000.0 * float(np.mean(self.consistency)) if self.consistency else None,
+            landmark_nme=float(np.mean(self.nme)), shape_mm=float(np.median(distances)),
+            displacement_mm=mm(self.disp), detail_consistency_mm=mm(self.consistency),
+            detail_other_identity_mm=mm(self.other), expression_change_mm=mm(self.change),
+            expression_change_true_mm=mm(self.change_true),
+            shape_mean_mm=float(distances.mean()), shape_std_mm=float(distances.std()),
         )
 
 
 @torch.no_grad()
 def evaluate_synthetic(models: dict[str, DECA], batches: Iterable[dict], detail: bool = True,
                        mean_face: bool = True, seed: int = 0,
-                       predictors: dict[str, Predictor] | None = None) -> dict[str, SyntheticScores]:
+                       predictors: dict[str, Predictor] | None = None,
+                       distances: dict[str, np.ndarray] | None = None) -> dict[str, SyntheticScores]:
     """Score each model (encoder only, or through ``predictors``) and the mean face on identity-group batches with
     ground truth.
 
@@ -138,6 +161,7 @@ def evaluate_synthetic(models: dict[str, DECA], batches: Iterable[dict], detail:
         detail: also score the detail networks (displacement and detail consistency).
         mean_face: add a ``"mean_face"`` entry.
         seed: for the scan sampling and the consistency swaps.
+        distances: if given, filled with each entry's scan-to-mesh distances (mm; for error curves).
     """
     scorers = {name: _Scorer() for name in models}
     if mean_face:
@@ -155,6 +179,7 @@ def evaluate_synthetic(models: dict[str, DECA], batches: Iterable[dict], detail:
         true_neutral = flame(shape=true_shape)
         true_disp = batch["disp"].flatten(0, 1) if "disp" in batch else None
         perm = within_group_permutation(groups, k, generator)
+        other = (torch.arange(groups * k) + k) % (groups * k)  # the same slot in the next group: another person
         scans = [_scan(v, faces, seed + image_index + i) for i, v in enumerate(true_neutral.vertices.numpy())]
         lmk_true = true_neutral.landmarks3d[:, list(NOW_LANDMARKS)].numpy()
         masks = batch["masks"].flatten(0, 1) if "masks" in batch else None
@@ -181,5 +206,20 @@ def evaluate_synthetic(models: dict[str, DECA], batches: Iterable[dict], detail:
             swapped = code.map(lambda t: t)
             swapped.detail = code.detail[perm]
             scorer.consistency.extend(_displacement_error(deca.displacement(swapped), true_disp, mask).tolist())
+            if groups > 1:
+                swapped.detail = code.detail[other]
+                scorer.other.extend(_displacement_error(deca.displacement(swapped), true_disp, mask).tolist())
+            if k > 1:  # image i keeps its detail code and takes the expression and jaw of image perm[i]
+                moved = code.map(lambda t: t)
+                moved.exp, moved.pose = code.exp[perm], torch.cat([code.pose[:, :3], code.pose[perm, 3:]], -1)
+                change = deca.displacement(moved) - deca.displacement(code)
+                size = change.shape[-2:]
+                true = F.interpolate(true_disp, size=size, mode="bilinear", align_corners=False) \
+                    if true_disp.shape[-1] != size[-1] else true_disp
+                true_change = true[perm] - true
+                scorer.change.extend(_displacement_error(change, true_change, mask).tolist())
+                scorer.change_true.extend(_displacement_error(torch.zeros_like(true_change), true_change, mask).tolist())
         image_index += images.shape[0]
+    if distances is not None:
+        distances.update({name: scorer.distances_mm() for name, scorer in scorers.items()})
     return {name: scorer.result() for name, scorer in scorers.items()}
