@@ -42,6 +42,9 @@ class FitConfig:
             are taken per image, so a face's fit does not depend on the batch it came in.
         photometric_after: fraction of the steps fitted on the other terms before photometry joins.
         fit_detail: also fit the detail code (photometry of the detail render).
+        lr_end: the learning rate decays from ``lr`` to ``lr_end * lr`` (cosine; 1 keeps it constant): with the
+            L1 landmark loss a constant-rate Adam hops around the minimum, and the last step may land anywhere
+            on the hop (a 120-step fit of a known face ended at NME 0.070 with a constant rate, 0.02 decayed).
     """
 
     steps: int = 100
@@ -49,6 +52,7 @@ class FitConfig:
     terms: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FIT_TERMS))
     photometric_after: float = 0.5
     fit_detail: bool = False
+    lr_end: float = 0.02
 
 
 @dataclass
@@ -59,6 +63,11 @@ class FitResult:
     error_before: torch.Tensor
     error_after: torch.Tensor
     history: list[float] = field(default_factory=list)
+
+
+def _cosine(step: int, steps: int, end: float) -> float:
+    """The learning-rate factor at ``step``: 1 decaying to ``end`` over ``steps`` (cosine)."""
+    return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / max(steps, 1)))
 
 
 def mean_face_code(deca: DECA, landmarks: torch.Tensor) -> FaceCode:
@@ -103,6 +112,7 @@ def fit(
     params = {n: getattr(code, n).detach().clone().requires_grad_(True) for n in names}
     fixed_detail = code.detail.detach() if code.detail is not None and not cfg.fit_detail else code.detail
     opt = torch.optim.Adam(params.values(), lr=cfg.lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: _cosine(i, cfg.steps, cfg.lr_end))
 
     def current() -> FaceCode:
         return FaceCode(**{n: params[n] for n in names}, **({} if cfg.fit_detail else {"detail": fixed_detail}))
@@ -128,6 +138,7 @@ def fit(
         opt.zero_grad()
         loss.backward()
         opt.step()
+        schedule.step()
         history.append(float(loss.detach()))
     final = FaceCode(**{n: params[n].detach() for n in names}, **({} if cfg.fit_detail else {"detail": fixed_detail}))
     with torch.no_grad():
@@ -141,15 +152,13 @@ class IdentityFitConfig(FitConfig):
     """:class:`FitConfig` for :func:`fit_identity`, plus the first stage's length.
 
     Attributes:
-        pose_steps: Adam steps on camera and head pose alone (landmarks) before shape, expression and jaw join.
-        lr_end: the learning rate of the joint stage decays from ``lr`` to ``lr_end * lr`` (cosine): the L1
-            landmark loss makes a constant-rate Adam hop around the minimum.
+        pose_steps: Adam steps on camera and head pose alone (landmarks) before shape, expression and jaw join
+            (``lr_end`` applies to the joint stage).
     """
 
     steps: int = 400
     lr: float = 0.02
     pose_steps: int = 50
-    lr_end: float = 0.02
 
 
 def fit_identity(
@@ -198,8 +207,7 @@ def fit_identity(
     photo_weight = weights.get("photometric", 0.0) if (masks is not None and images is not None) else 0.0
     pose_opt = torch.optim.Adam([params["cam"], params["pose"]], lr=cfg.lr)
     opt = torch.optim.Adam(params.values(), lr=cfg.lr)
-    decay = lambda i: cfg.lr_end + (1.0 - cfg.lr_end) * 0.5 * (1.0 + math.cos(math.pi * i / max(cfg.steps, 1)))  # noqa: E731
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: _cosine(i, cfg.steps, cfg.lr_end))
     photo_from = cfg.pose_steps + int(cfg.steps * cfg.photometric_after)
     history = []
     for step in range(cfg.pose_steps + cfg.steps):

@@ -129,7 +129,7 @@ def test_blink_closes_the_eyes_and_smile_lifts_the_corners(layer):
     assert lid(rest) > 0.005 and abs(lid(blink)) < 0.25 * lid(rest)
     smile = layer(expression=_expr("smile", 1.0))
     lift = smile.landmarks3d[0, [48, 54], 1] - rest.landmarks3d[0, [48, 54], 1]
-    assert (lift > 0.002).all()
+    assert (lift > 0.0015).all()  # 1.9 mm: since v5 the smile is scaled to stay fold-free at 3 sigma
 
 
 def test_expressions_are_local_to_the_face(head):
@@ -230,3 +230,53 @@ def test_deca_embedding_contour_is_visible_with_the_deca_convention(yaw_deg):
     far = nz[9:] if yaw_deg > 0 else nz[:8]
     near = nz[:8] if yaw_deg > 0 else nz[9:]
     assert (nz > -0.05).all() and far.mean() < near.mean()
+
+
+def test_no_component_folds_the_surface_within_three_sigma(head):
+    """Every shape and expression component at +-3 sigma leaves every face outside the eyelids facing within 90
+    degrees of its rest direction. Generator v4 failed this (brow raise from 2 sigma, smile, pucker and 25 more):
+    the folds showed as thin dark creases across the cheeks and brow in the shape renders of fits."""
+    from decalite.flame.synthetic.bases import FOLD_SIGMAS, N_SHAPE, eyelid_faces, max_face_turn
+
+    template = build_template()
+    np.testing.assert_array_equal(template.faces, head.model.faces)
+    ignore = eyelid_faces(template)
+    assert 0 < ignore.sum() < 0.1 * len(ignore)
+    dirs = head.model.shapedirs  # (V, 3, shape + expression components)
+    turns = [max_face_turn(template, dirs[..., k], FOLD_SIGMAS, ignore) for k in range(dirs.shape[-1])]
+    assert max(turns) <= 90.0, [(k, round(a)) for k, a in enumerate(turns) if a > 90.0]
+    # The measure sees a fold: the brow raise doubled folds the forehead.
+    brow = head.model.shapedirs[..., N_SHAPE + EXPRESSION_NAMES.index("brow_raise")]
+    assert max_face_turn(template, 2.0 * brow, FOLD_SIGMAS, ignore) > 90.0
+
+
+def test_shape_render_of_a_three_sigma_expression_has_no_dark_crease(head, layer):
+    """The symptom itself: the grey shape render of each named expression at -3 and +3 sigma has no thin dark
+    line (a pixel darker by 0.12 than both its neighbours two pixels away, across the line) beyond what the
+    neutral face has (creases of the eyes and lips). The eyelid articulations are left out: their code 1 closes
+    the eye, so 3 pushes the lid through the cheek by design (as the fold test, which ignores eyelid faces)."""
+    from decalite.geometry.camera import orthographic_project
+    from decalite.render.renderer import Renderer
+
+    renderer = Renderer(head.uv, head.face_eye_mask, image_size=160, uv_size=32, backend="torch")
+    cam = torch.tensor([[7.0, 0.0, 0.0]])
+
+    def crease_pixels(vertices: torch.Tensor) -> int:
+        vertices = vertices.float()
+        image = renderer.render_shape(vertices, cam)[0].mean(0).numpy()
+        covered = (renderer.rasterize(orthographic_project(vertices, cam))[0, ..., 3] > 0).numpy()
+        count = 0
+        for a, c in ((image, covered), (image.T, covered.T)):
+            mid, before, after = a[2:-2], a[:-4], a[4:]
+            inside = c[2:-2] & c[:-4] & c[4:]
+            count += int(((mid < np.minimum(before, after) - 0.12) & inside).sum())
+        return count
+
+    neutral = crease_pixels(layer().vertices)
+    worst = {}
+    eyelids = {"blink", "blink_left", "blink_right", "squint", "eyes_wide"}
+    for name in (n for n in EXPRESSION_NAMES if n not in eyelids):
+        for value in (-3.0, 3.0):
+            worst[(name, value)] = crease_pixels(layer(expression=_expr(name, value)).vertices)
+    excess = {k: v - neutral for k, v in worst.items() if v > 1.5 * neutral + 20}
+    assert not excess, excess

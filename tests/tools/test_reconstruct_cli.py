@@ -81,7 +81,8 @@ def test_other_renderer_image_size_with_the_photometric_fit(inputs, tmp_path, he
     summary = json.loads((out / "summary.json").read_text())
     assert not summary["failures"]
     (rec,) = summary["reconstructed"]
-    assert rec["landmark_error_after"] < 0.75 * rec["landmark_error_before"]  # about 0.070 -> 0.042
+    # About 0.071 -> 0.055 (generated head v5, whose components are scaled to stay fold-free: 0.042 with v4).
+    assert rec["landmark_error_after"] < 0.8 * rec["landmark_error_before"]
     folder = out / "astronaut"
     assert Image.open(folder / "astronaut_depth.png").size == (128, 128)
     vis = Image.open(folder / "astronaut_vis.png")

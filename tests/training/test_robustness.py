@@ -349,3 +349,18 @@ def test_missing_identity_weights_name_the_file(ws):
         run(_cfg(ws, "noid2", "loss.identity_net=vggface2", "loss.terms.identity=0.2",
                  f"loss.identity_weights={missing}"))
     assert err.value.path == str(missing) and str(missing) in str(err.value)
+
+
+def test_synthetic_data_of_another_head_is_refused_with_the_fix(ws, tmp_path):
+    """Shards rendered from an older generated head (or another FLAME) are not silently mixed in."""
+    from decalite.cli.train import SOURCE_FILE
+    from decalite.errors import AssetError
+
+    cfg = _cfg(ws, "marker", f"data.synthetic.root={tmp_path / 'synth'}")
+    ensure_synthetic_data(cfg)
+    marker = tmp_path / "synth" / "train" / SOURCE_FILE
+    assert marker.read_text().startswith("generated_head_v")
+    ensure_synthetic_data(cfg)  # same head: kept
+    marker.write_text("generated_head_v4_seed0\n")
+    with pytest.raises(AssetError, match="generated_head_v4_seed0.*delete"):
+        ensure_synthetic_data(cfg)

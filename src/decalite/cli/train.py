@@ -41,17 +41,32 @@ def stage_config(cfg: DictConfig):
     )
 
 
+#: Beside each synthetic split's manifest: the head it was rendered from (the assets folder's name, e.g.
+#: ``generated_head_v5_seed0``), so data of another head (an older generator, another FLAME) is not mixed in.
+SOURCE_FILE = "head_source.txt"
+
+
 def ensure_synthetic_data(cfg: DictConfig) -> None:
-    """Write the synthetic train/val shards when absent (resumable: finished shards are kept)."""
+    """Write the synthetic train/val shards when absent (resumable: finished shards are kept). Existing shards
+    rendered from another head than the configured one are refused with the fix."""
+    from decalite.errors import AssetError
     from decalite.flame.default import resolve_flame_dir
     from decalite.synth import SyntheticConfig, write_synthetic_dataset
 
     spec = cfg.data.synthetic
     assets_dir = resolve_flame_dir(cfg.flame.dir, cache_dir=cfg.paths.cache_dir, seed=int(cfg.flame.seed))
+    source = Path(assets_dir).name
     for split, count, seed in (("train", spec.train_identities, spec.seed),
                                ("val", spec.val_identities, int(spec.seed) + 1_000_000)):
         out = Path(spec.root) / split
         if (out / "manifest.json").exists():
+            marker = out / SOURCE_FILE
+            found = marker.read_text().strip() if marker.exists() else "an older decalite (no record)"
+            if found != source:
+                raise AssetError(out, f"synthetic data rendered from {found}, but the configured head is {source}",
+                                 what="synthetic training data", expected=f"shards rendered from {source}",
+                                 how_to_obtain=f"delete {Path(spec.root)} to regenerate it (automatic, a few minutes), "
+                                               "or point data.synthetic.root elsewhere")
             continue
         log.info("writing %d synthetic %s identities to %s (first use)", count, split, out)
         synth = SyntheticConfig(identities=int(count), images_per_identity=int(spec.images_per_identity),
@@ -59,6 +74,7 @@ def ensure_synthetic_data(cfg: DictConfig) -> None:
                                 uv_size=int(cfg.renderer.uv_size), n_shape=int(cfg.flame.n_shape),
                                 n_exp=int(cfg.flame.n_exp), n_tex=int(cfg.flame.n_tex))
         write_synthetic_dataset(synth, out, identities_per_shard=int(spec.identities_per_shard), assets_dir=assets_dir)
+        (out / SOURCE_FILE).write_text(source + "\n")
 
 
 def run(cfg: DictConfig):

@@ -24,6 +24,7 @@ from decalite.flame.synthetic.bases import (
     expression_basis,
     pose_correctives,
     shape_basis,
+    tame_folds,
 )
 from decalite.flame.synthetic.geometry import build_template
 from decalite.flame.synthetic.landmarks import landmark_embedding
@@ -34,7 +35,7 @@ __all__ = ["GeneratedHead", "generate_head", "write_generated_head", "EXPRESSION
            "GENERATED_README", "GENERATED_MARKER"]
 
 #: Bumped whenever the generator's output changes, so cached folders are regenerated.
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5  # v5: shape and expression components fold-free within +-3 sigma
 #: The file a written generated head carries, and the text it starts with (how a folder is recognised).
 GENERATED_README = "README.txt"
 GENERATED_MARKER = "decalite generated FLAME-format head"
@@ -58,7 +59,7 @@ def generate_head(seed: int = 0, albedo_size: int = 128, n_albedo: int = 50) -> 
     rng = np.random.default_rng(seed)
     t = build_template()
     j_reg = joint_regressor(t)
-    shapedirs = np.concatenate([shape_basis(t, rng), expression_basis(t, rng)], axis=-1)
+    shapedirs = np.concatenate([tame_folds(t, shape_basis(t, rng)), tame_folds(t, expression_basis(t, rng))], axis=-1)
     model = FlameModelData(
         v_template=t.vertices,
         faces=t.faces,
