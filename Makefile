@@ -64,7 +64,7 @@ bench: $(STAMP)  ## speed figures (printed, not asserted) + one JSON and markdow
 	$(BIN)/python benchmarks/bench_reconstruct.py --out $(OUT_BENCH)
 	$(BIN)/python benchmarks/bench_identity.py --out $(OUT_BENCH)
 	$(BIN)/python benchmarks/bench_mrf.py --out $(OUT_BENCH)
-	$(BIN)/python benchmarks/bench_now.py
+	$(BIN)/python benchmarks/bench_now.py --out $(OUT_BENCH)
 	$(BIN)/python benchmarks/bench_train.py --out $(OUT_BENCH)
 	$(BIN)/python benchmarks/report.py $(OUT_BENCH)
 

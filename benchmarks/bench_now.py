@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import trimesh
+from report import DEFAULT_OUT, Report, peak_memory_mb
 from scipy.spatial.transform import Rotation
 
 from decalite.evaluation.now import (
@@ -122,6 +123,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pipeline", type=int, default=0, help="also time evaluate_items on this many images")
     parser.add_argument("--workers", type=int, default=1, help="--pipeline: images scored at once (processes)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="folder for now.json / now.md ('': none)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     c = build_case(args.seed, args.scan_points)
@@ -154,6 +156,14 @@ def main() -> None:
     stats, before = now_summary([dist]), now_summary([landmark_only])
     print("errors (mm) landmarks only: median {median:.3f}, mean {mean:.3f}, std {std:.3f}".format(**before))
     print("errors (mm) refined:        median {median:.3f}, mean {mean:.3f}, std {std:.3f}".format(**stats))
+    if args.out:
+        report = Report("now")
+        report.add(scan_points=len(c["scan"]), cropped_points=int(mask.sum()), mesh_vertices=len(c["pred"]),
+                   threads=args.threads, now_distances_s=t_full, without_crop_s=t_nocrop, refine_s=t_refine,
+                   point_to_mesh_cropped_s=t_dist, refined_median_mm=stats["median"], peak_memory_mb=peak_memory_mb())
+        report.note("now_distances per image: crop, 7-landmark similarity, refinement, distances (median of "
+                    f"{args.repeats}); synthetic scan with bumps against a FLAME-sized mesh")
+        print("wrote", *report.write(args.out))
     if args.pipeline:
         pipeline(c, args.pipeline, args.workers)
 
