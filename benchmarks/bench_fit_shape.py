@@ -31,7 +31,7 @@ from decalite.evaluation.now import now_distances
 from decalite.evaluation.synthetic import _scan
 from decalite.export import NOW_LANDMARKS
 from decalite.factory import build_deca
-from decalite.fitting import IdentityFitConfig, fit, fit_identity, mean_face_code
+from decalite.fitting import FitConfig, IdentityFitConfig, fit, fit_identity, mean_face_code
 from decalite.synth.cameras import face_camera
 from decalite.synth.config import SyntheticConfig
 from decalite.synth.sampling import draw_identity, draw_images, identity_seed
@@ -39,7 +39,8 @@ from decalite.synth.sampling import draw_identity, draw_images, identity_seed
 SEEDS = {"tuning": 100, "report": 200}
 
 
-def synthetic_identity(deca: DECA, index: int, seed: int, images: int = 4, noise: float = 0.01) -> dict:
+def synthetic_identity(deca: DECA, index: int, seed: int, images: int = 4, noise: float = 0.01,
+                       outliers: float = 0.0) -> dict:
     """One person: true shape (1, n_shape) and the (K, 68, 2) image-normalised landmarks of K posed images."""
     s = deca.sizes
     cfg = SyntheticConfig(n_shape=s.n_shape, n_exp=s.n_exp, seed=seed, images_per_identity=images)
@@ -56,6 +57,12 @@ def synthetic_identity(deca: DECA, index: int, seed: int, images: int = 4, noise
         code.cam = face_camera(lmk3d, d.fraction, d.shift)
         landmarks = deca.geometry(code)[1]
     landmarks = landmarks + noise * torch.randn(landmarks.shape, generator=g)
+    if outliers:  # a detector's gross errors: these points land 0.1-0.3 (10-30 px at 224) off, any direction
+        wrong = torch.rand(landmarks.shape[:2], generator=g) < outliers  # (N, 68)
+        angle = 2 * np.pi * torch.rand(landmarks.shape[:2], generator=g)
+        size = 0.1 + 0.2 * torch.rand(landmarks.shape[:2], generator=g)
+        offset = torch.stack([angle.cos(), angle.sin()], -1) * size[..., None]
+        landmarks = landmarks + offset * wrong[..., None]
     return {"shape": ident["shape"], "landmarks": landmarks}
 
 
@@ -89,6 +96,8 @@ def main() -> None:
     parser.add_argument("--reg-exp", type=float, default=None, help="reg_exp weight (default: --reg or the fit's)")
     parser.add_argument("--lr", type=float, default=IdentityFitConfig.lr)
     parser.add_argument("--single-default", action="store_true", help="also the library's default fit()")
+    parser.add_argument("--outliers", type=float, default=0.0, help="fraction of landmarks moved 0.1-0.3 off")
+    parser.add_argument("--robust", action="store_true", help="fit with landmark_robust instead of DECA's L1")
     parser.add_argument("--out", default=DEFAULT_OUT, help="folder for fit_shape.json / fit_shape.md ('': none)")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -102,6 +111,8 @@ def main() -> None:
     if args.reg_exp is not None:
         fit_cfg.terms["reg_exp"] = args.reg_exp
     fit_cfg.terms["photometric"] = 0.0
+    if args.robust:
+        fit_cfg.terms.update(landmark=0.0, landmark_robust=1.0)
     rows: dict[str, list[float]] = {"mean face": [], "single-image fit (fit_identity, N=1)": [],
                                     f"multi-image fit (fit_identity, N={args.images})": []}
     if args.single_default:
@@ -109,7 +120,7 @@ def main() -> None:
     seed = SEEDS[args.set]
     start = time.perf_counter()
     for i in range(args.identities):
-        person = synthetic_identity(deca, i, seed, args.images, args.noise)
+        person = synthetic_identity(deca, i, seed, args.images, args.noise, args.outliers)
         error = ShapeError(deca, person["shape"], seed + i)
         lmk = person["landmarks"]
         rows["mean face"].append(error(torch.zeros_like(person["shape"])))
@@ -119,20 +130,21 @@ def main() -> None:
         multi = fit_identity(deca, None, lmk, cfg=fit_cfg)
         rows[f"multi-image fit (fit_identity, N={args.images})"].append(error(multi.code.shape[:1]))
         if args.single_default:
-            res = fit(deca, torch.zeros(args.images, 3, 8, 8), lmk)
+            res = fit(deca, torch.zeros(args.images, 3, 8, 8), lmk,
+                      cfg=FitConfig(terms={**fit_cfg.terms}))
             rows["single-image fit (fit(), defaults)"].append(
                 float(np.mean([error(res.code.shape[j:j + 1]) for j in range(args.images)])))
         print(f"identity {i}: " + ", ".join(f"{v[-1]:.3f}" for v in rows.values()), flush=True)
     base = np.mean(rows["mean face"])
     print(f"\n{args.set} set (seed {seed}): {args.identities} identities x {args.images} images, landmark noise "
-          f"{args.noise}, {fit_cfg.pose_steps}+{fit_cfg.steps} steps, lr {fit_cfg.lr}, reg_shape "
+          f"{args.noise}, outliers {args.outliers}, {'robust' if args.robust else 'L1'} landmark loss, {fit_cfg.pose_steps}+{fit_cfg.steps} steps, lr {fit_cfg.lr}, reg_shape "
           f"{fit_cfg.terms['reg_shape']}, reg_exp {fit_cfg.terms['reg_exp']}; {time.perf_counter() - start:.0f} s, "
           f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     print(f"| {'method':<40} | NoW-style median (mm), mean over identities | vs mean face |")
     print(f"|{'-' * 42}|{'-' * 45}|{'-' * 14}|")
     report = Report("fit_shape")
     report.note(f"{args.set} set (seed {seed}): {args.identities} identities x {args.images} images, landmark noise "
-                f"{args.noise}, {fit_cfg.pose_steps}+{fit_cfg.steps} steps, lr {fit_cfg.lr}, reg_shape "
+                f"{args.noise}, outliers {args.outliers}, {'robust' if args.robust else 'L1'} landmark loss, {fit_cfg.pose_steps}+{fit_cfg.steps} steps, lr {fit_cfg.lr}, reg_shape "
                 f"{fit_cfg.terms['reg_shape']}, reg_exp {fit_cfg.terms['reg_exp']}; {time.perf_counter() - start:.0f} s")
     for name, values in rows.items():
         print(f"| {name:<40} | {np.mean(values):43.3f} | {np.mean(values) / base:11.2f}x |")

@@ -98,3 +98,30 @@ def test_regularisers_are_decas():
     assert white_light_regularizer(light).item() == pytest.approx(6 / 27)
     with pytest.raises(ValueError):
         l2_regularizer(torch.ones(3))
+
+
+def test_robust_landmark_loss_hand_value_and_bounded_outlier_pull():
+    from decalite.losses.landmark import robust_landmark_loss
+    from decalite.losses.objective import objective
+
+    target = torch.zeros(1, 68, 2)
+    pred = torch.zeros(1, 68, 2)
+    pred[0, 0] = torch.tensor([0.03, 0.04])  # d = 0.05
+    pred[0, 30] = torch.tensor([0.01, 0.0])  # d = 0.01
+    w = torch.ones(68)
+    s = 0.02
+    want = (s * 0.0025 / (0.0025 + s * s) + s * 0.0001 / (0.0001 + s * s)) / 68
+    assert robust_landmark_loss(pred, target, weights=w, scale=s).item() == pytest.approx(want, rel=1e-5)
+    # A point far off (a detector outlier) pulls hardly at all; under L1 it pulls as hard as any other point.
+    far = torch.zeros(1, 68, 2)
+    far[0, 5, 0] = 0.5
+    far[0, 6, 0] = 0.01
+    far.requires_grad_(True)
+    robust_landmark_loss(far, target, weights=w).backward()
+    assert far.grad[0, 5, 0].abs() < 0.02 * far.grad[0, 6, 0].abs()
+    far.grad = None
+    landmark_loss(far, target, weights=w).backward()
+    assert far.grad[0, 5, 0].abs() == pytest.approx(far.grad[0, 6, 0].abs().item())
+    # Registered under its name (a weight of 0 skips it).
+    context = {"landmarks": pred, "target_landmarks": target, "landmark_confidence": None}
+    assert objective({"landmark_robust": 1.0}, context).terms["landmark_robust"].item() > 0

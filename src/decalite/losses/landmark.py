@@ -49,6 +49,30 @@ def landmark_loss(pred: torch.Tensor, target: torch.Tensor, confidence: torch.Te
     return (per_point * vis).sum() / (2.0 * vis.sum() + 1e-8)
 
 
+#: Scale of :func:`robust_landmark_loss` in image-normalised units ([-1, 1] across the crop): 0.02 is about
+#: 2 px at 224 px. Errors well below it cost about ``d^2 / s``; errors well above it cost about ``s``.
+ROBUST_SCALE = 0.02
+
+
+def robust_landmark_loss(pred: torch.Tensor, target: torch.Tensor, confidence: torch.Tensor | None = None,
+                         weights: torch.Tensor | None = None, scale: float = ROBUST_SCALE) -> torch.Tensor:
+    """A robust landmark loss for fitting to a detector's landmarks (not DECA's; Geman-McClure):
+    ``sum(w * c * rho(d)) / sum(w * c)`` with ``rho(d) = s * d^2 / (d^2 + s^2)`` of each point's Euclidean error
+    d. Quadratic near 0 and bounded by s, so a point the detector got wrong (a jaw-contour point on the
+    background, an occluded eye) stops pulling once it is a few s away, where L1 pulls with constant force.
+
+    Args:
+        pred, target: (B, 68, 2). confidence: (B, 68) in [0, 1] or None (all 1). weights: (68,) or None for
+            DECA's (:func:`landmark_weights`). scale: s, image-normalised units.
+    """
+    _check_landmarks(pred, target)
+    w = landmark_weights(pred.dtype, pred.device) if weights is None else weights
+    vis = w.expand(pred.shape[0], -1) if confidence is None else w * confidence  # (B, 68)
+    sq = ((pred[..., :2] - target[..., :2]) ** 2).sum(-1)  # (B, 68)
+    rho = scale * sq / (sq + scale**2)
+    return (rho * vis).sum() / (vis.sum() + 1e-8)
+
+
 def _pair_distance(lmk: torch.Tensor, pairs) -> torch.Tensor:
     """(B, P) Euclidean distance between the two points of each pair. lmk: (B, 68, 2)."""
     upper = lmk[:, [p[0] for p in pairs], :2]

@@ -37,7 +37,7 @@ import torch
 
 from decalite.losses.detail import displacement_regularizer, shading_smoothness_loss, soft_symmetry_loss
 from decalite.losses.identity import identity_loss
-from decalite.losses.landmark import eye_closure_loss, landmark_loss, lip_closure_loss
+from decalite.losses.landmark import eye_closure_loss, landmark_loss, lip_closure_loss, robust_landmark_loss
 from decalite.losses.mrf import id_mrf_loss
 from decalite.losses.photometric import photometric_loss
 from decalite.losses.regularizers import l2_regularizer, white_light_regularizer
@@ -128,6 +128,8 @@ def _mrf(features, uv_texture: torch.Tensor, uv_target: torch.Tensor, visibility
 
 register("landmark", landmark_loss, "landmarks", "target_landmarks", "landmark_confidence",
          doc="DECA's weighted landmark L1")
+register("landmark_robust", robust_landmark_loss, "landmarks", "target_landmarks", "landmark_confidence",
+         doc="Geman-McClure landmark loss (outlier points stop pulling)")
 register("eye_closure", eye_closure_loss, "landmarks", "target_landmarks", doc="eyelid distances")
 register("lip_closure", lip_closure_loss, "landmarks", "target_landmarks", doc="inner-lip distances")
 register("photometric", photometric_loss, "render", "images", "skin_masks", "face_mask",
