@@ -35,10 +35,11 @@ KEYS = ("landmark_nme", "shape_mm", "displacement_mm", "detail_consistency_mm")
 
 def table(scores: dict[str, dict]) -> str:
     """A fixed-width text table: one row per model, one column per metric."""
-    lines = [f"{'':12s}" + "".join(f"{k:>24s}" for k in KEYS)]
+    width = max(12, *(len(name) + 2 for name in scores))
+    lines = [" " * width + "".join(f"{k:>24s}" for k in KEYS)]
     for name, row in scores.items():
         cells = "".join(f"{'-' if row.get(k) is None else format(row[k], '.4f'):>24s}" for k in KEYS)
-        lines.append(f"{name:12s}{cells}")
+        lines.append(f"{name:{width}s}{cells}")
     return "\n".join(lines)
 
 
