@@ -98,6 +98,9 @@ def main() -> None:
     parser.add_argument("--single-default", action="store_true", help="also the library's default fit()")
     parser.add_argument("--outliers", type=float, default=0.0, help="fraction of landmarks moved 0.1-0.3 off")
     parser.add_argument("--robust", action="store_true", help="fit with landmark_robust instead of DECA's L1")
+    parser.add_argument("--fit-lr", type=float, default=FitConfig.lr, help="--single-default: fit()'s lr")
+    parser.add_argument("--fit-lr-end", type=float, default=FitConfig.lr_end, help="--single-default: fit()'s lr_end")
+    parser.add_argument("--no-identity-fits", action="store_true", help="only the mean face and fit() rows")
     parser.add_argument("--out", default=DEFAULT_OUT, help="folder for fit_shape.json / fit_shape.md ('': none)")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -113,10 +116,11 @@ def main() -> None:
     fit_cfg.terms["photometric"] = 0.0
     if args.robust:
         fit_cfg.terms.update(landmark=0.0, landmark_robust=1.0)
-    rows: dict[str, list[float]] = {"mean face": [], "single-image fit (fit_identity, N=1)": [],
-                                    f"multi-image fit (fit_identity, N={args.images})": []}
+    rows: dict[str, list[float]] = {"mean face": []}
+    if not args.no_identity_fits:
+        rows.update({"single-image fit (fit_identity, N=1)": [], f"multi-image fit (fit_identity, N={args.images})": []})
     if args.single_default:
-        rows["single-image fit (fit(), defaults)"] = []
+        rows[f"single-image fit (fit(), lr {args.fit_lr}, lr_end {args.fit_lr_end})"] = []
     seed = SEEDS[args.set]
     start = time.perf_counter()
     for i in range(args.identities):
@@ -124,15 +128,16 @@ def main() -> None:
         error = ShapeError(deca, person["shape"], seed + i)
         lmk = person["landmarks"]
         rows["mean face"].append(error(torch.zeros_like(person["shape"])))
-        singles = [error(fit_identity(deca, None, lmk[j:j + 1], cfg=fit_cfg).code.shape[:1])
-                   for j in range(args.images)]
-        rows["single-image fit (fit_identity, N=1)"].append(float(np.mean(singles)))
-        multi = fit_identity(deca, None, lmk, cfg=fit_cfg)
-        rows[f"multi-image fit (fit_identity, N={args.images})"].append(error(multi.code.shape[:1]))
+        if not args.no_identity_fits:
+            singles = [error(fit_identity(deca, None, lmk[j:j + 1], cfg=fit_cfg).code.shape[:1])
+                       for j in range(args.images)]
+            rows["single-image fit (fit_identity, N=1)"].append(float(np.mean(singles)))
+            multi = fit_identity(deca, None, lmk, cfg=fit_cfg)
+            rows[f"multi-image fit (fit_identity, N={args.images})"].append(error(multi.code.shape[:1]))
         if args.single_default:
             res = fit(deca, torch.zeros(args.images, 3, 8, 8), lmk,
-                      cfg=FitConfig(terms={**fit_cfg.terms}))
-            rows["single-image fit (fit(), defaults)"].append(
+                      cfg=FitConfig(terms={**fit_cfg.terms}, lr=args.fit_lr, lr_end=args.fit_lr_end))
+            rows[f"single-image fit (fit(), lr {args.fit_lr}, lr_end {args.fit_lr_end})"].append(
                 float(np.mean([error(res.code.shape[j:j + 1]) for j in range(args.images)])))
         print(f"identity {i}: " + ", ".join(f"{v[-1]:.3f}" for v in rows.values()), flush=True)
     base = np.mean(rows["mean face"])

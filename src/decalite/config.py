@@ -136,7 +136,8 @@ class ReconstructConfig:
         every_n_frames: video sampling.
         batch_size: faces per batch.
         device: "auto", "cpu", "cuda" or "cuda:N".
-        fit_steps, fit_lr, fit_detail: the analysis-by-synthesis fit; fit_loss: its loss weights
+        fit_steps, fit_lr, fit_lr_end, fit_detail: the analysis-by-synthesis fit (fit_lr_end: the learning rate
+            decays to fit_lr_end * fit_lr, cosine; 1 keeps it constant); fit_loss: its loss weights
             (``conf/loss/fit.yaml``, e.g. ``fit_loss.terms.photometric=0`` for landmarks only).
         now: also write the NoW benchmark files.
         identity: all faces of the input are one person: one fit with a shared shape (and albedo), each image
@@ -160,6 +161,7 @@ class ReconstructConfig:
     device: str
     fit_steps: int
     fit_lr: float
+    fit_lr_end: float
     fit_loss: FitLossConfig
     fit_detail: bool
     now: bool

