@@ -15,7 +15,7 @@ import torch
 
 from decalite.deca import DECA
 from decalite.geometry.camera import image_normalized_to_ndc
-from decalite.losses.landmark import normalised_landmark_error
+from decalite.losses.landmark import normalised_landmark_error, robust_scale_at
 from decalite.losses.objective import check_weights, objective
 from decalite.types import FaceCode
 
@@ -134,6 +134,7 @@ def fit(
         use_photo = bool(photo_weight) and step >= photo_from
         out = deca.decode(c, render=use_photo, detail=cfg.fit_detail and use_photo)
         context = {"landmarks": out.landmarks2d, "target_landmarks": landmarks, "landmark_confidence": None,
+                   "landmark_scale": robust_scale_at(step / max(cfg.steps - 1, 1)),
                    "shape": c.shape, "exp": c.exp, "tex": c.tex, "light": c.light}
         if use_photo:
             rendered = out.render.image_detail if cfg.fit_detail else out.render.image
@@ -222,6 +223,7 @@ def fit_identity(
         use_photo = bool(photo_weight) and step >= photo_from
         out = deca.decode(c, render=use_photo, detail=False)
         context = {"landmarks": out.landmarks2d, "target_landmarks": landmarks, "landmark_confidence": None,
+                   "landmark_scale": robust_scale_at((step - cfg.pose_steps) / max(cfg.steps - 1, 1)),
                    "shape": params["shape"], "tex": params["tex"], "exp": c.exp, "light": c.light}
         if use_photo:
             context.update(render=out.render.image, images=images, skin_masks=masks, face_mask=out.render.face_mask)

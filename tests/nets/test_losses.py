@@ -123,5 +123,10 @@ def test_robust_landmark_loss_hand_value_and_bounded_outlier_pull():
     landmark_loss(far, target, weights=w).backward()
     assert far.grad[0, 5, 0].abs() == pytest.approx(far.grad[0, 6, 0].abs().item())
     # Registered under its name (a weight of 0 skips it).
-    context = {"landmarks": pred, "target_landmarks": target, "landmark_confidence": None}
+    context = {"landmarks": pred, "target_landmarks": target, "landmark_confidence": None, "landmark_scale": None}
     assert objective({"landmark_robust": 1.0}, context).terms["landmark_robust"].item() > 0
+    # Fits anneal the scale (graduated non-convexity): wide at the start, the final scale at the end.
+    from decalite.losses.landmark import ROBUST_SCALE, ROBUST_SCALE_START, robust_scale_at
+
+    assert robust_scale_at(0.0) == pytest.approx(ROBUST_SCALE_START) and robust_scale_at(1.0) == pytest.approx(ROBUST_SCALE)
+    assert ROBUST_SCALE < robust_scale_at(0.5) < ROBUST_SCALE_START

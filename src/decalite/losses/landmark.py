@@ -52,10 +52,21 @@ def landmark_loss(pred: torch.Tensor, target: torch.Tensor, confidence: torch.Te
 #: Scale of :func:`robust_landmark_loss` in image-normalised units ([-1, 1] across the crop): 0.02 is about
 #: 2 px at 224 px. Errors well below it cost about ``d^2 / s``; errors well above it cost about ``s``.
 ROBUST_SCALE = 0.02
+#: Where a fit's graduated robust loss starts (:func:`robust_scale_at`): above the mean face's landmark errors,
+#: so every point pulls at first.
+ROBUST_SCALE_START = 0.3
+
+
+def robust_scale_at(progress: float, start: float = ROBUST_SCALE_START, end: float = ROBUST_SCALE) -> float:
+    """Graduated non-convexity (Blake and Zisserman): the robust scale shrinks geometrically from ``start`` to
+    ``end`` as ``progress`` goes from 0 to 1. From a far start (the mean face) every landmark is an "outlier" at
+    the final scale and its pull vanishes, so the fit starts wide and sharpens."""
+    t = min(max(progress, 0.0), 1.0)
+    return end * (start / end) ** (1.0 - t)
 
 
 def robust_landmark_loss(pred: torch.Tensor, target: torch.Tensor, confidence: torch.Tensor | None = None,
-                         weights: torch.Tensor | None = None, scale: float = ROBUST_SCALE) -> torch.Tensor:
+                         weights: torch.Tensor | None = None, scale: float | None = ROBUST_SCALE) -> torch.Tensor:
     """A robust landmark loss for fitting to a detector's landmarks (not DECA's; Geman-McClure):
     ``sum(w * c * rho(d)) / sum(w * c)`` with ``rho(d) = s * d^2 / (d^2 + s^2)`` of each point's Euclidean error
     d. Quadratic near 0 and bounded by s, so a point the detector got wrong (a jaw-contour point on the
@@ -63,9 +74,11 @@ def robust_landmark_loss(pred: torch.Tensor, target: torch.Tensor, confidence: t
 
     Args:
         pred, target: (B, 68, 2). confidence: (B, 68) in [0, 1] or None (all 1). weights: (68,) or None for
-            DECA's (:func:`landmark_weights`). scale: s, image-normalised units.
+            DECA's (:func:`landmark_weights`). scale: s, image-normalised units (None: ``ROBUST_SCALE``); fits
+            anneal it with :func:`robust_scale_at`.
     """
     _check_landmarks(pred, target)
+    scale = ROBUST_SCALE if scale is None else scale
     w = landmark_weights(pred.dtype, pred.device) if weights is None else weights
     vis = w.expand(pred.shape[0], -1) if confidence is None else w * confidence  # (B, 68)
     sq = ((pred[..., :2] - target[..., :2]) ** 2).sum(-1)  # (B, 68)

@@ -128,8 +128,12 @@ def _mrf(features, uv_texture: torch.Tensor, uv_target: torch.Tensor, visibility
 
 register("landmark", landmark_loss, "landmarks", "target_landmarks", "landmark_confidence",
          doc="DECA's weighted landmark L1")
-register("landmark_robust", robust_landmark_loss, "landmarks", "target_landmarks", "landmark_confidence",
-         doc="Geman-McClure landmark loss (outlier points stop pulling)")
+def _robust_landmark(pred, target, confidence, scale) -> torch.Tensor:
+    return robust_landmark_loss(pred, target, confidence, scale=scale)
+
+
+register("landmark_robust", _robust_landmark, "landmarks", "target_landmarks", "landmark_confidence",
+         "landmark_scale", doc="Geman-McClure landmark loss (outlier points stop pulling); landmark_scale: its scale")
 register("eye_closure", eye_closure_loss, "landmarks", "target_landmarks", doc="eyelid distances")
 register("lip_closure", lip_closure_loss, "landmarks", "target_landmarks", doc="inner-lip distances")
 register("photometric", photometric_loss, "render", "images", "skin_masks", "face_mask",

@@ -77,7 +77,7 @@ class CoarseModule(StageModule):
         need_render = any(terms.get(t, 0.0) for t in RENDER_TERMS)
         out = self.deca.decode(code, render=need_render, detail=False)
         context: dict[str, Any] = {"landmarks": out.landmarks2d, "target_landmarks": target,
-                                   "landmark_confidence": None, "images": images, "skin_masks": skin,
+                                   "landmark_confidence": None, "landmark_scale": None, "images": images, "skin_masks": skin,
                                    "shape": code.shape, "exp": code.exp, "tex": code.tex, "light": code.light}
         visuals: dict[str, torch.Tensor] = {"input": images[:n].detach()}
         if need_render:
