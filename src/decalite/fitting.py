@@ -8,7 +8,6 @@ from the landmarks, so the embedded head plus offline landmarks already give a p
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -69,9 +68,9 @@ class FitResult:
     history: list[float] = field(default_factory=list)
 
 
-def _cosine(step: int, steps: int, end: float) -> float:
-    """The learning-rate factor at ``step``: 1 decaying to ``end`` over ``steps`` (cosine)."""
-    return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / max(steps, 1)))
+def _decay(opt: torch.optim.Optimizer, cfg: FitConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """Cosine decay of ``cfg.lr`` to ``cfg.lr_end * cfg.lr`` over ``cfg.steps`` steps (constant when lr_end = 1)."""
+    return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.steps, 1), eta_min=cfg.lr * cfg.lr_end)
 
 
 def mean_face_code(deca: DECA, landmarks: torch.Tensor) -> FaceCode:
@@ -116,7 +115,7 @@ def fit(
     params = {n: getattr(code, n).detach().clone().requires_grad_(True) for n in names}
     fixed_detail = code.detail.detach() if code.detail is not None and not cfg.fit_detail else code.detail
     opt = torch.optim.Adam(params.values(), lr=cfg.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: _cosine(i, cfg.steps, cfg.lr_end))
+    schedule = _decay(opt, cfg)
 
     def current() -> FaceCode:
         return FaceCode(**{n: params[n] for n in names}, **({} if cfg.fit_detail else {"detail": fixed_detail}))
@@ -215,7 +214,7 @@ def fit_identity(
     photo_weight = weights.get("photometric", 0.0) if (masks is not None and images is not None) else 0.0
     pose_opt = torch.optim.Adam([params["cam"], params["pose"]], lr=cfg.lr)
     opt = torch.optim.Adam(params.values(), lr=cfg.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: _cosine(i, cfg.steps, cfg.lr_end))
+    schedule = _decay(opt, cfg)
     photo_from = cfg.pose_steps + int(cfg.steps * cfg.photometric_after)
     history = []
     for step in range(cfg.pose_steps + cfg.steps):

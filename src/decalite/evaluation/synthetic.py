@@ -70,11 +70,16 @@ def _scan(vertices: np.ndarray, faces: np.ndarray, seed: int) -> np.ndarray:
     return np.asarray(points)
 
 
+def _to_mask_size(maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(N, 1, U', U') maps resampled (bilinear) to the mask's (1, 1, U, U) size when they differ."""
+    if maps.shape[-1] == mask.shape[-1]:
+        return maps
+    return F.interpolate(maps, size=mask.shape[-2:], mode="bilinear", align_corners=False)
+
+
 def _displacement_error(pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(N,) mean |pred - true| inside the mask (metres). pred, true: (N, 1, U, U); mask (1, 1, U, U)."""
-    if true.shape[-1] != pred.shape[-1]:
-        true = F.interpolate(true, size=pred.shape[-2:], mode="bilinear", align_corners=False)
-    return ((pred - true).abs() * mask).sum((1, 2, 3)) / mask.sum().clamp_min(1.0)
+    return ((pred - _to_mask_size(true, mask)).abs() * mask).sum((1, 2, 3)) / mask.sum().clamp_min(1.0)
 
 
 #: (images (N, 3, S, S), landmarks (N, 68, 2), skin masks (N, 1, S, S) or None, identity groups G, images per
@@ -177,7 +182,7 @@ def evaluate_synthetic(models: dict[str, DECA], batches: Iterable[dict], detail:
         target = batch["landmarks"].flatten(0, 1)
         true_shape = batch["shape"].flatten(0, 1)[:, : flame.n_shape]
         true_neutral = flame(shape=true_shape)
-        true_disp = batch["disp"].flatten(0, 1) if "disp" in batch else None
+        true_disp = _to_mask_size(batch["disp"].flatten(0, 1), mask) if "disp" in batch else None
         perm = within_group_permutation(groups, k, generator)
         other = (torch.arange(groups * k) + k) % (groups * k)  # the same slot in the next group: another person
         scans = [_scan(v, faces, seed + image_index + i) for i, v in enumerate(true_neutral.vertices.numpy())]
@@ -202,7 +207,8 @@ def evaluate_synthetic(models: dict[str, DECA], batches: Iterable[dict], detail:
                 flat = torch.zeros(true_disp.shape[0], 1, *mask.shape[-2:], dtype=true_disp.dtype)
                 scorer.disp.extend(_displacement_error(flat, true_disp, mask).tolist())
                 continue
-            scorer.disp.extend(_displacement_error(deca.displacement(code), true_disp, mask).tolist())
+            predicted = deca.displacement(code)
+            scorer.disp.extend(_displacement_error(predicted, true_disp, mask).tolist())
             swapped = code.map(lambda t: t)
             swapped.detail = code.detail[perm]
             scorer.consistency.extend(_displacement_error(deca.displacement(swapped), true_disp, mask).tolist())
@@ -212,11 +218,8 @@ def evaluate_synthetic(models: dict[str, DECA], batches: Iterable[dict], detail:
             if k > 1:  # image i keeps its detail code and takes the expression and jaw of image perm[i]
                 moved = code.map(lambda t: t)
                 moved.exp, moved.pose = code.exp[perm], torch.cat([code.pose[:, :3], code.pose[perm, 3:]], -1)
-                change = deca.displacement(moved) - deca.displacement(code)
-                size = change.shape[-2:]
-                true = F.interpolate(true_disp, size=size, mode="bilinear", align_corners=False) \
-                    if true_disp.shape[-1] != size[-1] else true_disp
-                true_change = true[perm] - true
+                change = deca.displacement(moved) - predicted
+                true_change = true_disp[perm] - true_disp
                 scorer.change.extend(_displacement_error(change, true_change, mask).tolist())
                 scorer.change_true.extend(_displacement_error(torch.zeros_like(true_change), true_change, mask).tolist())
         image_index += images.shape[0]
