@@ -62,7 +62,7 @@ def test_fast_dev_run_of_every_experiment(workspace, name):
     overrides = [f"experiment={name}", "debug=fdr", f"loss.vgg19_weights={vgg}"]
     if "detail" in name or name in ("ablation_no_mrf", "ablation_no_symmetry"):
         overrides.append(f"init_from={coarse.checkpoint}")
-    if name == "deca_coarse":
+    if name in ("deca_coarse", "ablation_no_shape_consistency"):
         overrides.append(f"init_from={coarse.checkpoint}")
     before = set((tmp / "run").rglob("*.ckpt"))
     result = run(_cfg(tmp, *overrides))
