@@ -1,0 +1,80 @@
+"""An upper bound for the CPU demo: train the coarse encoder on the TRUE neutral shape of the synthetic data
+(direct 3D supervision, which DECA never has) and score held-out identities as the demo does.
+
+If even this cannot beat the mean face in N steps at a given crop size, the self-supervised losses (landmarks,
+photometric, shape consistency) cannot either, in the same steps. Diagnostic only: not a training method.
+
+    .venv/bin/python experiments/identity_budget/supervised_bound.py --root data/synthetic_80 --steps 3000 \
+        --every 750 --out outputs/identity_budget/bound_64px.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+
+from decalite.cli._hydra import CONF_DIR
+from decalite.data.datamodule import IdentityGroupDataset, collate_groups
+from decalite.evaluation.synthetic import evaluate_synthetic
+from decalite.factory import build_deca
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", required=True, help="synthetic data folder (train/ and val/ shards)")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--every", type=int, default=750, help="score held-out identities every N steps")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--groups", type=int, default=4, help="identity groups per step (x 4 images)")
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--identities", type=int, default=16, help="held-out identities scored")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=synthetic_cpu", f"data.synthetic.root={args.root}",
+                                          f"renderer.image_size={args.image_size}"])
+    deca, _ = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)  # the demo's encoder, random init
+    optimizer = torch.optim.Adam(deca.coarse_encoder.parameters(), lr=args.lr)
+    train = iter(IdentityGroupDataset(f"{args.root}/train/*.tar", k=4, image_size=args.image_size, train=True))
+
+    def score() -> dict[str, float]:
+        deca.eval()
+        val = IdentityGroupDataset(f"{args.root}/val/*.tar", k=4, image_size=args.image_size, train=False)
+        groups = itertools.islice(iter(val), args.identities)
+        batches = (collate_groups(list(c)) for c in iter(lambda: list(itertools.islice(groups, 4)), []))
+        scores = evaluate_synthetic({"supervised": deca}, batches, detail=False)
+        deca.train()
+        return {name: s.as_dict()["shape_mm"] for name, s in scores.items()}
+
+    history, start = [], time.time()
+    deca.train()
+    for step in range(1, args.steps + 1):
+        batch = collate_groups([next(train) for _ in range(args.groups)])
+        code = deca.encode(batch["images"].flatten(0, 1), detail=False)
+        with torch.no_grad():
+            true = deca.flame(shape=batch["shape"].flatten(0, 1)[:, : deca.flame.n_shape]).vertices
+        loss = 1000.0 * (deca.flame(shape=code.shape).vertices - true).norm(dim=-1).mean()  # mm, neutral vertices
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % args.every == 0:
+            row = {"step": step, "images": step * args.groups * 4, "seconds": round(time.time() - start),
+                   "train_vertex_mm": float(loss), **{f"{k}_shape_mm": v for k, v in score().items()}}
+            history.append(row)
+            print(json.dumps(row), flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"args": vars(args), "history": history}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
