@@ -364,3 +364,32 @@ def test_synthetic_data_of_another_head_is_refused_with_the_fix(ws, tmp_path):
     marker.write_text("generated_head_v4_seed0\n")
     with pytest.raises(AssetError, match="generated_head_v4_seed0.*delete"):
         ensure_synthetic_data(cfg)
+
+
+def test_synthetic_data_of_other_settings_is_refused_and_an_interrupted_write_resumes(ws, tmp_path):
+    """Shards written for another data.synthetic (e.g. fewer identities) are not silently trained on; a split
+    whose writing was interrupted is completed by the next run, keeping its finished shards."""
+    import json
+
+    root = tmp_path / "synth"
+    cfg = _cfg(ws, "settings", f"data.synthetic.root={root}")
+    ensure_synthetic_data(cfg)
+    train = root / "train"
+    manifest = json.loads((train / "manifest.json").read_text())
+    assert manifest["samples"] == 4 and len(manifest["shards"]) == 2
+    with pytest.raises(AssetError, match="identities: 4 there, 6 configured.*delete") as err:
+        ensure_synthetic_data(_cfg(ws, "settings6", f"data.synthetic.root={root}", "data.synthetic.train_identities=6"))
+    assert err.value.path == str(train)
+    with pytest.raises(AssetError, match="size: 48 there, 40 configured"):
+        ensure_synthetic_data(_cfg(ws, "settings40", f"data.synthetic.root={root}", "data.synthetic.size=40"))
+
+    # interrupted after the first shard: the manifest lists one shard, the second tar is missing
+    first, second = manifest["shards"]
+    kept = (train / first["name"]).stat().st_mtime_ns
+    (train / second["name"]).unlink()
+    (train / "manifest.json").write_text(json.dumps({**manifest, "shards": [first], "samples": 2,
+                                                     "images": first["images"]}))
+    ensure_synthetic_data(cfg)
+    resumed = json.loads((train / "manifest.json").read_text())
+    assert resumed["samples"] == 4 and [s["sha256"] for s in resumed["shards"]] == [first["sha256"], second["sha256"]]
+    assert (train / first["name"]).stat().st_mtime_ns == kept  # the finished shard was not rewritten

@@ -47,8 +47,9 @@ SOURCE_FILE = "head_source.txt"
 
 
 def ensure_synthetic_data(cfg: DictConfig) -> None:
-    """Write the synthetic train/val shards when absent (resumable: finished shards are kept). Existing shards
-    rendered from another head than the configured one are refused with the fix."""
+    """Write the synthetic train/val shards when absent or unfinished (resumable: finished shards are kept).
+    Existing shards rendered from another head, or written with other settings than configured, are refused
+    with the fix."""
     from decalite.errors import AssetError
     from decalite.flame.default import resolve_flame_dir
     from decalite.synth import SyntheticConfig, write_synthetic_dataset
@@ -59,7 +60,12 @@ def ensure_synthetic_data(cfg: DictConfig) -> None:
     for split, count, seed in (("train", spec.train_identities, spec.seed),
                                ("val", spec.val_identities, int(spec.seed) + 1_000_000)):
         out = Path(spec.root) / split
+        synth = SyntheticConfig(identities=int(count), images_per_identity=int(spec.images_per_identity),
+                                size=int(spec.size), render_size=int(spec.render_size), seed=int(seed),
+                                uv_size=int(cfg.renderer.uv_size), n_shape=int(cfg.flame.n_shape),
+                                n_exp=int(cfg.flame.n_exp), n_tex=int(cfg.flame.n_tex))
         if (out / "manifest.json").exists():
+            written = _check_synthetic_settings(out, synth)
             marker = out / SOURCE_FILE
             found = marker.read_text().strip() if marker.exists() else "an older decalite (no record)"
             if found != source:
@@ -67,14 +73,43 @@ def ensure_synthetic_data(cfg: DictConfig) -> None:
                                  what="synthetic training data", expected=f"shards rendered from {source}",
                                  how_to_obtain=f"delete {Path(spec.root)} to regenerate it (automatic, a few minutes), "
                                                "or point data.synthetic.root elsewhere")
-            continue
-        log.info("writing %d synthetic %s identities to %s (first use)", count, split, out)
-        synth = SyntheticConfig(identities=int(count), images_per_identity=int(spec.images_per_identity),
-                                size=int(spec.size), render_size=int(spec.render_size), seed=int(seed),
-                                uv_size=int(cfg.renderer.uv_size), n_shape=int(cfg.flame.n_shape),
-                                n_exp=int(cfg.flame.n_exp), n_tex=int(cfg.flame.n_tex))
+            if written >= int(count):
+                continue
+            log.info("synthetic %s split in %s has %d of %d identities (interrupted): resuming", split, out,
+                     written, int(count))
+        else:
+            log.info("writing %d synthetic %s identities to %s (first use)", count, split, out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / SOURCE_FILE).write_text(source + "\n")  # first, so an interrupted write can be resumed
         write_synthetic_dataset(synth, out, identities_per_shard=int(spec.identities_per_shard), assets_dir=assets_dir)
-        (out / SOURCE_FILE).write_text(source + "\n")
+
+
+#: The settings :func:`ensure_synthetic_data` derives from the config; existing shards must have been written with
+#: the same ones (the manifest records them), or training would silently use other data than configured.
+CHECKED_SETTINGS = ("identities", "images_per_identity", "size", "render_size", "seed", "uv_size", "n_shape",
+                    "n_exp", "n_tex")
+
+
+def _check_synthetic_settings(out: Path, wanted) -> int:
+    """Refuse a synthetic split whose manifest records other settings than ``wanted`` (a SyntheticConfig);
+    returns the number of identities written so far."""
+    from decalite.errors import AssetError
+
+    manifest = out / "manifest.json"
+    try:
+        recorded = json.loads(manifest.read_text())
+        found = recorded.get("config") or {}
+    except (OSError, ValueError) as err:
+        raise AssetError(manifest, f"unreadable ({err})", what="synthetic data manifest",
+                         how_to_obtain=f"delete {out.parent} to regenerate it") from err
+    want = wanted.to_json()
+    differ = [f"{k}: {found.get(k)!r} there, {want[k]!r} configured" for k in CHECKED_SETTINGS if found.get(k) != want[k]]
+    if differ:
+        raise AssetError(out, "synthetic data written with other settings than configured (" + "; ".join(differ) + ")",
+                         what="synthetic training data", expected="shards written with the configured data.synthetic",
+                         how_to_obtain=f"delete {out.parent} to regenerate it (automatic), or point "
+                                       "data.synthetic.root elsewhere")
+    return int(recorded.get("samples", 0))
 
 
 def run(cfg: DictConfig):
