@@ -93,15 +93,15 @@ CHECKED_SETTINGS = ("identities", "images_per_identity", "size", "render_size", 
 def _check_synthetic_settings(out: Path, wanted) -> int:
     """Refuse a synthetic split whose manifest records other settings than ``wanted`` (a SyntheticConfig);
     returns the number of identities written so far."""
+    from decalite.data.shards import MANIFEST, read_manifest
     from decalite.errors import AssetError
 
-    manifest = out / "manifest.json"
     try:
-        recorded = json.loads(manifest.read_text())
-        found = recorded.get("config") or {}
+        recorded = read_manifest(out)
     except (OSError, ValueError) as err:
-        raise AssetError(manifest, f"unreadable ({err})", what="synthetic data manifest",
+        raise AssetError(out / MANIFEST, f"unreadable ({err})", what="synthetic data manifest",
                          how_to_obtain=f"delete {out.parent} to regenerate it") from err
+    found = recorded.get("config") or {}
     want = wanted.to_json()
     differ = [f"{k}: {found.get(k)!r} there, {want[k]!r} configured" for k in CHECKED_SETTINGS if found.get(k) != want[k]]
     if differ:
