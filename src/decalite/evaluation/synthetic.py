@@ -31,13 +31,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from decalite.data.swaps import within_group_permutation
 from decalite.deca import DECA
 from decalite.evaluation.now import now_distances
 from decalite.export import NOW_LANDMARKS
 from decalite.fitting import FitConfig, IdentityFitConfig, fit, fit_identity, mean_face_code
+from decalite.losses.detail import displacement_error, resize_to_mask
 from decalite.losses.landmark import normalised_landmark_error
 from decalite.types import FaceCode
 
@@ -68,18 +68,6 @@ def _scan(vertices: np.ndarray, faces: np.ndarray, seed: int) -> np.ndarray:
     mesh = trimesh.Trimesh(vertices, faces, process=False)
     points, _ = trimesh.sample.sample_surface(mesh, SCAN_POINTS, seed=seed)
     return np.asarray(points)
-
-
-def _to_mask_size(maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(N, 1, U', U') maps resampled (bilinear) to the mask's (1, 1, U, U) size when they differ."""
-    if maps.shape[-1] == mask.shape[-1]:
-        return maps
-    return F.interpolate(maps, size=mask.shape[-2:], mode="bilinear", align_corners=False)
-
-
-def _displacement_error(pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(N,) mean |pred - true| inside the mask (metres). pred, true: (N, 1, U, U); mask (1, 1, U, U)."""
-    return ((pred - _to_mask_size(true, mask)).abs() * mask).sum((1, 2, 3)) / mask.sum().clamp_min(1.0)
 
 
 #: (images (N, 3, S, S), landmarks (N, 68, 2), skin masks (N, 1, S, S) or None, identity groups G, images per
@@ -182,7 +170,7 @@ def evaluate_synthetic(models: dict[str, DECA], batches: Iterable[dict], detail:
         target = batch["landmarks"].flatten(0, 1)
         true_shape = batch["shape"].flatten(0, 1)[:, : flame.n_shape]
         true_neutral = flame(shape=true_shape)
-        true_disp = _to_mask_size(batch["disp"].flatten(0, 1), mask) if "disp" in batch else None
+        true_disp = resize_to_mask(batch["disp"].flatten(0, 1), mask) if "disp" in batch else None
         perm = within_group_permutation(groups, k, generator)
         other = (torch.arange(groups * k) + k) % (groups * k)  # the same slot in the next group: another person
         scans = [_scan(v, faces, seed + image_index + i) for i, v in enumerate(true_neutral.vertices.numpy())]
@@ -205,23 +193,23 @@ def evaluate_synthetic(models: dict[str, DECA], batches: Iterable[dict], detail:
                 continue
             if name == "mean_face":  # no details: D = 0
                 flat = torch.zeros(true_disp.shape[0], 1, *mask.shape[-2:], dtype=true_disp.dtype)
-                scorer.disp.extend(_displacement_error(flat, true_disp, mask).tolist())
+                scorer.disp.extend(displacement_error(flat, true_disp, mask).tolist())
                 continue
             predicted = deca.displacement(code)
-            scorer.disp.extend(_displacement_error(predicted, true_disp, mask).tolist())
+            scorer.disp.extend(displacement_error(predicted, true_disp, mask).tolist())
             swapped = code.map(lambda t: t)
             swapped.detail = code.detail[perm]
-            scorer.consistency.extend(_displacement_error(deca.displacement(swapped), true_disp, mask).tolist())
+            scorer.consistency.extend(displacement_error(deca.displacement(swapped), true_disp, mask).tolist())
             if groups > 1:
                 swapped.detail = code.detail[other]
-                scorer.other.extend(_displacement_error(deca.displacement(swapped), true_disp, mask).tolist())
+                scorer.other.extend(displacement_error(deca.displacement(swapped), true_disp, mask).tolist())
             if k > 1:  # image i keeps its detail code and takes the expression and jaw of image perm[i]
                 moved = code.map(lambda t: t)
                 moved.exp, moved.pose = code.exp[perm], torch.cat([code.pose[:, :3], code.pose[perm, 3:]], -1)
                 change = deca.displacement(moved) - predicted
                 true_change = true_disp[perm] - true_disp
-                scorer.change.extend(_displacement_error(change, true_change, mask).tolist())
-                scorer.change_true.extend(_displacement_error(torch.zeros_like(true_change), true_change, mask).tolist())
+                scorer.change.extend(displacement_error(change, true_change, mask).tolist())
+                scorer.change_true.extend(displacement_error(torch.zeros_like(true_change), true_change, mask).tolist())
         image_index += images.shape[0]
     if distances is not None:
         distances.update({name: scorer.distances_mm() for name, scorer in scorers.items()})

@@ -13,6 +13,7 @@ values in [0, 1].
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def _check_maps(name: str, maps: torch.Tensor, channels: int | None = 1) -> None:
@@ -125,3 +126,18 @@ def shading_smoothness_loss(shading_uv: torch.Tensor, mask: torch.Tensor, *, squ
     else:
         dx, dy = dx.abs(), dy.abs()
     return _masked_mean(dx, mx) + _masked_mean(dy, my)
+
+
+def resize_to_mask(maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(N, C, U', U') maps resampled (bilinear) to the mask's (1, 1, U, U) size when they differ."""
+    if maps.shape[-2:] == mask.shape[-2:]:
+        return maps
+    return F.interpolate(maps, size=mask.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def displacement_error(pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(N,) mean |pred - true| inside the mask, in the maps' unit (a metric on synthetic data, not a loss).
+
+    pred: (N, 1, U, U); true: (N, 1, U', U'), resampled to U when it differs; mask: (1, 1, U, U).
+    """
+    return ((pred - resize_to_mask(true, mask)).abs() * mask).sum((1, 2, 3)) / mask.sum().clamp_min(1.0)

@@ -34,6 +34,12 @@ def landmark_weights(dtype: torch.dtype = torch.float32, device: torch.device | 
     return w
 
 
+def _point_weights(pred: torch.Tensor, confidence: torch.Tensor | None, weights: torch.Tensor | None) -> torch.Tensor:
+    """(B, 68) weight x confidence of each point (DECA's weights when ``weights`` is None)."""
+    w = landmark_weights(pred.dtype, pred.device) if weights is None else weights
+    return w.expand(pred.shape[0], -1) if confidence is None else w * confidence
+
+
 def landmark_loss(pred: torch.Tensor, target: torch.Tensor, confidence: torch.Tensor | None = None,
                   weights: torch.Tensor | None = None) -> torch.Tensor:
     """DECA's weighted landmark L1: ``sum(w * c * |dx| + |dy|) / (2 * sum(w * c))`` over batch and points.
@@ -43,8 +49,7 @@ def landmark_loss(pred: torch.Tensor, target: torch.Tensor, confidence: torch.Te
             DECA's (:func:`landmark_weights`).
     """
     _check_landmarks(pred, target)
-    w = landmark_weights(pred.dtype, pred.device) if weights is None else weights
-    vis = w.expand(pred.shape[0], -1) if confidence is None else w * confidence  # (B, 68)
+    vis = _point_weights(pred, confidence, weights)  # (B, 68)
     per_point = (pred[..., :2] - target[..., :2]).abs().sum(-1)  # (B, 68)
     return (per_point * vis).sum() / (2.0 * vis.sum() + 1e-8)
 
@@ -79,8 +84,7 @@ def robust_landmark_loss(pred: torch.Tensor, target: torch.Tensor, confidence: t
     """
     _check_landmarks(pred, target)
     scale = ROBUST_SCALE if scale is None else scale
-    w = landmark_weights(pred.dtype, pred.device) if weights is None else weights
-    vis = w.expand(pred.shape[0], -1) if confidence is None else w * confidence  # (B, 68)
+    vis = _point_weights(pred, confidence, weights)  # (B, 68)
     sq = ((pred[..., :2] - target[..., :2]) ** 2).sum(-1)  # (B, 68)
     rho = scale * sq / (sq + scale**2)
     return (rho * vis).sum() / (vis.sum() + 1e-8)

@@ -13,12 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from decalite.data.swaps import within_group_permutation
 from decalite.deca import DECA
 from decalite.geometry.lighting import sh_shading
+from decalite.losses.detail import displacement_error
 from decalite.losses.objective import LossResult, objective
 from decalite.render.renderer import GREY_ALBEDO
 from decalite.render.uv_space import sample_image_in_uv
@@ -93,8 +93,5 @@ def displacement_metrics(displacement: torch.Tensor, flat: dict[str, torch.Tenso
     """
     if "disp" not in flat:
         return {}
-    true = flat["disp"].to(displacement.dtype)
-    if true.shape[-1] != displacement.shape[-1]:
-        true = F.interpolate(true, size=displacement.shape[-2:], mode="bilinear", align_corners=False)
-    err = ((displacement - true).abs() * mask).sum() / (mask.sum() * displacement.shape[0]).clamp_min(1.0)
-    return {"displacement_mm": 1000.0 * err}
+    err = displacement_error(displacement, flat["disp"].to(displacement.dtype), mask)  # (N,) metres
+    return {"displacement_mm": 1000.0 * err.mean()}
