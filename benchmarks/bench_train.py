@@ -10,8 +10,10 @@ Random images, landmarks and masks of the right shapes (no data loading); the st
 (:class:`~decalite.training.coarse.CoarseModule`, :class:`~decalite.training.detail.DetailModule`), so the
 figures follow the configs. Warm-up steps are excluded. The same script runs on CUDA when available: bf16
 autocast (geometry stays fp32, see decalite.precision), channels_last encoders, ``renderer.backend=auto``
-(nvdiffrast when importable); ``--compile`` wraps the encoders in torch.compile. Each (setting, stage) runs in its own process so the CPU peak (``ru_maxrss``) is
-that configuration's; on CUDA the peak is ``torch.cuda.max_memory_allocated``.
+(nvdiffrast when importable), cuDNN autotuning as ``trainer.benchmark`` sets it (``--no-cudnn-benchmark``: off);
+``--compile`` wraps the encoders in torch.compile; ``--profile DIR`` writes torch.profiler's op table. Each
+(setting, stage) runs in its own process so the CPU peak (``ru_maxrss``) is that configuration's; on CUDA the peak is
+``torch.cuda.max_memory_allocated``.
 
 Writes ``train.json`` + ``train.md`` into ``--out`` (see report.py).
 Run: ``python benchmarks/bench_train.py`` (CPU: 2 threads, a few steps), ``--device cuda``, ``--only paper:coarse``.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -63,9 +66,10 @@ def _batch(groups: int, k: int, size: int, device: torch.device) -> dict[str, to
 
 
 def measure(setting: str, stage: str, device: torch.device, warmup: int, steps: int,
-            groups: int | None = None, compile_encoders: bool = False) -> dict:
+            groups: int | None = None, compile_encoders: bool = False, profile_to: str | None = None) -> dict:
     """Build the stage module of one configuration and time ``steps`` training steps after ``warmup``
-    (``groups``: identity groups per step instead of the configured ``data.batch_size``)."""
+    (``groups``: identity groups per step instead of the configured ``data.batch_size``). ``profile_to``: a file
+    that gets torch.profiler's table (ops by self device time) of 3 more steps."""
     from decalite.cli.train import stage_config
     from decalite.factory import build_deca
     from decalite.losses.mrf import load_vgg19_features
@@ -122,6 +126,8 @@ def measure(setting: str, stage: str, device: torch.device, warmup: int, steps: 
     if cuda:
         torch.cuda.synchronize(device)
     seconds = (time.perf_counter() - t0) / steps
+    if profile_to:
+        _profile(step, device, profile_to)
     peak_mb = (torch.cuda.max_memory_allocated(device) if cuda
                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
     return {"setting": setting, "stage": stage, "device": str(device), "backbone": str(cfg.model.backbone),
@@ -131,7 +137,26 @@ def measure(setting: str, stage: str, device: torch.device, warmup: int, steps: 
             "rasterizer": getattr(deca.renderer.rasterizer, "last_backend", None) or "none",
             "warmup": warmup, "steps": steps, "s_per_step": seconds, "images_per_s": groups * k / seconds,
             "peak_mb": peak_mb, "finite": all(math.isfinite(v) for v in losses), "threads": torch.get_num_threads(),
-            "autocast": "bf16" if cuda else None, "channels_last": cuda, "compiled": compile_encoders}
+            "autocast": "bf16" if cuda else None, "channels_last": cuda, "compiled": compile_encoders,
+            "cudnn_benchmark": cuda and torch.backends.cudnn.benchmark}
+
+
+def _profile(step, device: torch.device, path: str, steps: int = 3) -> None:
+    """torch.profiler over ``steps`` training steps; the op table sorted by self device (or CPU) time -> ``path``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        if cuda:
+            torch.cuda.synchronize(device)
+    sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=sort, row_limit=40, max_name_column_width=70)
+    with open(path, "w") as f:
+        f.write(f"torch.profiler, {steps} training steps, ops sorted by {sort}\n{table}\n")
+    print(table, flush=True)
 
 
 def _row(r: dict) -> str:
@@ -154,9 +179,14 @@ def main() -> None:
                         "where it does not fit, see GROUPS)")
     parser.add_argument("--in-process", action="store_true", help="run here instead of one process per config")
     parser.add_argument("--compile", action="store_true", help="torch.compile the encoders")
+    parser.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=True,
+                        help="torch.backends.cudnn.benchmark, as trainer.benchmark sets it for training (CUDA)")
+    parser.add_argument("--profile", metavar="DIR", help="also write DIR/profile_<setting>_<stage>.txt "
+                        "(torch.profiler op table of 3 more steps)")
     parser.add_argument("--out", default=DEFAULT_OUT, help="folder for train.json / train.md ('': none)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     device = torch.device(args.device)
     combos = [tuple(o.split(":")) for o in args.only] if args.only else list(EXPERIMENTS)
     print(f"bench_train on {device}"
@@ -164,7 +194,8 @@ def main() -> None:
           + ": one training step = forward + backward + clip + Adam; images/s counts input images")
     results = []
     report = Report("train", columns=["setting", "stage", "device", "backbone", "image_size", "uv_size", "images",
-                                      "s_per_step", "images_per_s", "peak_mb", "rasterizer", "autocast", "compiled", "steps",
+                                      "s_per_step", "images_per_s", "peak_mb", "rasterizer", "autocast", "compiled",
+                                      "cudnn_benchmark", "steps",
                                       "finite"])
     report.note("one training step = forward + backward + clip + Adam on random batches; images = groups x K input "
                 "images; peak_mb: CUDA max_memory_allocated, else ru_maxrss of the configuration's own process; "
@@ -175,12 +206,18 @@ def main() -> None:
         steps = steps if args.steps is None else args.steps
         groups = args.groups or GROUPS.get((device.type, setting, stage))
         if args.in_process or len(combos) == 1:
-            result = measure(setting, stage, device, warmup, steps, groups, args.compile)
+            profile_to = None
+            if args.profile:
+                os.makedirs(args.profile, exist_ok=True)
+                profile_to = os.path.join(args.profile, f"profile_{setting}_{stage}.txt")
+            result = measure(setting, stage, device, warmup, steps, groups, args.compile, profile_to)
         else:  # a fresh process per configuration: ru_maxrss is a per-process high-water mark
             cmd = [sys.executable, __file__, "--device", args.device, "--threads", str(args.threads), "--only",
                    f"{setting}:{stage}", "--warmup", str(warmup), "--steps", str(steps), "--out", ""]
             cmd += ["--groups", str(groups)] if groups else []
             cmd += ["--compile"] if args.compile else []
+            cmd += [] if args.cudnn_benchmark else ["--no-cudnn-benchmark"]
+            cmd += ["--profile", args.profile] if args.profile else []
             proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
             if proc.returncode != 0:
                 why = "killed (out of memory?)" if proc.returncode == -9 else proc.stderr.strip()[-600:]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import pickle
+import sys
 import threading
 
 import numpy as np
@@ -114,6 +115,45 @@ def test_contexts_are_lazy_and_dropped_when_pickled():
     for clone in (pickle.loads(pickle.dumps(nv)), copy.deepcopy(nv)):
         assert isinstance(clone, NvdiffrastRasterizer) and clone._contexts == {}
     assert 0 in nv._contexts  # the original keeps its contexts
+
+
+class _PluginNotOnPath:
+    """Stands in for ``nvdiffrast.torch`` whose JIT-built plugin is importable only once its build folder is on
+    sys.path (what torch 2.11 + nvdiffrast 0.3.3 do on a GPU machine, see raster_nvdiffrast._make_context)."""
+
+    def __init__(self, plugin: str, build_dir: str) -> None:
+        self.plugin, self.build_dir, self.calls = plugin, build_dir, 0
+
+    def RasterizeCudaContext(self, device):  # noqa: N802 (nvdiffrast's name)
+        self.calls += 1
+        if self.build_dir not in sys.path:
+            raise ModuleNotFoundError(f"No module named '{self.plugin}'", name=self.plugin)
+        return ("context", device)
+
+
+def test_context_imports_a_built_plugin_from_its_build_folder(monkeypatch, tmp_path, caplog):
+    from torch.utils import cpp_extension
+
+    plugin = "nvdiffrast_plugin_0_3_3_1_torch2_11_0_cu130"
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    build_dir = cpp_extension._get_build_directory(plugin, False)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the fallback appends to sys.path: undone after the test
+    fake = _PluginNotOnPath(plugin, build_dir)
+    with caplog.at_level(logging.WARNING, logger="decalite.render.raster_nvdiffrast"):
+        ctx = raster_nvdiffrast._make_context(fake, torch.device("cuda", 0))
+    assert ctx == ("context", torch.device("cuda", 0)) and fake.calls == 2
+    assert build_dir in sys.path and build_dir.startswith(str(tmp_path))
+    assert any(plugin in r.getMessage() for r in caplog.records)
+
+
+def test_context_reraises_other_missing_modules(monkeypatch):
+    class Broken:
+        def RasterizeCudaContext(self, device):  # noqa: N802
+            raise ModuleNotFoundError("No module named 'somethingelse'", name="somethingelse")
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    with pytest.raises(ModuleNotFoundError, match="somethingelse"):
+        raster_nvdiffrast._make_context(Broken(), torch.device("cuda", 0))
 
 
 @pytest.mark.parametrize("backend", ["auto", "torch", "nvdiffrast"])

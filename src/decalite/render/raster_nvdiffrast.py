@@ -15,6 +15,8 @@ or the ``diffrp-nvdiffrast`` wheel.
 from __future__ import annotations
 
 import functools
+import logging
+import sys
 from typing import Any
 
 import torch
@@ -24,6 +26,8 @@ INSTALL_HINT = (
     "`pip install --no-build-isolation <nvdiffrast source>` (e.g. git+https://github.com/NVlabs/nvdiffrast) "
     "or the `diffrp-nvdiffrast` wheel, or use backend='torch'"
 )
+
+log = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=1)
@@ -81,6 +85,30 @@ def _face_orientation(verts_clip: torch.Tensor, faces: torch.Tensor) -> torch.Te
     return torch.sign(det)
 
 
+def _make_context(dr: Any, device: torch.device) -> Any:
+    """``dr.RasterizeCudaContext(device)``, importing a freshly JIT-built plugin that nvdiffrast cannot find.
+
+    nvdiffrast builds its CUDA plugin with ``torch.utils.cpp_extension.load`` and then imports it by name; recent
+    torch (seen with 2.11 and nvdiffrast 0.3.3 on an H200) loads the built module without putting its build folder
+    on ``sys.path``, so that import fails with ``ModuleNotFoundError: nvdiffrast_plugin_...`` although the plugin was
+    built. The build folder is then added to ``sys.path`` and the context made again (the build is cached).
+    """
+    try:
+        return dr.RasterizeCudaContext(device=device)
+    except ModuleNotFoundError as err:
+        name = err.name or ""
+        if not name.startswith("nvdiffrast_plugin"):
+            raise
+        from torch.utils import cpp_extension
+
+        build_dir = cpp_extension._get_build_directory(name, False)
+        if build_dir in sys.path:
+            raise
+        log.warning("nvdiffrast built %s but could not import it; importing it from %s", name, build_dir)
+        sys.path.append(build_dir)
+        return dr.RasterizeCudaContext(device=device)
+
+
 class NvdiffrastRasterizer:
     """Rasterizer on nvdiffrast's CUDA rasterizer, holding one lazily created context per CUDA device."""
 
@@ -106,7 +134,7 @@ class NvdiffrastRasterizer:
         index = device.index if device.index is not None else torch.cuda.current_device()
         ctx = self._contexts.get(index)
         if ctx is None:
-            ctx = dr.RasterizeCudaContext(device=torch.device("cuda", index))
+            ctx = _make_context(dr, torch.device("cuda", index))
             self._contexts[index] = ctx
         return ctx
 
