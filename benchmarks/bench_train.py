@@ -9,7 +9,7 @@ clipping, Adam step) at the paper's settings and at ``synthetic_cpu``'s, with pe
 Random images, landmarks and masks of the right shapes (no data loading); the stage module's own ``compute``
 (:class:`~decalite.training.coarse.CoarseModule`, :class:`~decalite.training.detail.DetailModule`), so the
 figures follow the configs. Warm-up steps are excluded. The same script runs on CUDA when available: bf16
-autocast (geometry stays fp32, see decalite.precision), channels_last encoders, ``renderer.backend=auto``
+autocast (geometry stays fp32, see decalite.precision), channels_last networks, ``renderer.backend=auto``
 (nvdiffrast when importable), cuDNN autotuning as ``trainer.benchmark`` sets it (``--no-cudnn-benchmark``: off);
 ``--compile`` wraps the encoders in torch.compile; ``--profile DIR`` writes torch.profiler's op table. Each
 (setting, stage) runs in its own process so the CPU peak (``ru_maxrss``) is that configuration's; on CUDA the peak is
@@ -89,9 +89,8 @@ def measure(setting: str, stage: str, device: torch.device, warmup: int, steps: 
     module.setup("fit")  # exactly the stage's parameters require gradients
     module.to(device).train()
     cuda = device.type == "cuda"
-    if cuda:
-        for encoder in (deca.coarse_encoder, deca.detail_encoder):
-            encoder.to(memory_format=torch.channels_last)
+    if cuda:  # as StageModule.on_fit_start does in training: encoders and pretrained networks
+        module.use_channels_last()
     params = [p for m in module.trainable() for p in m.parameters() if p.requires_grad]
     if compile_encoders:  # the stage modules call self.deca.<encoder>: the compiled wrappers share the parameters
         deca.coarse_encoder = torch.compile(deca.coarse_encoder)
@@ -199,7 +198,7 @@ def main() -> None:
                                       "finite"])
     report.note("one training step = forward + backward + clip + Adam on random batches; images = groups x K input "
                 "images; peak_mb: CUDA max_memory_allocated, else ru_maxrss of the configuration's own process; "
-                "CUDA: bf16 autocast + channels_last encoders; every field is in the JSON rows")
+                "CUDA: bf16 autocast + channels_last encoders and pretrained networks; every field is in the JSON rows")
     for setting, stage in combos:
         warmup, steps = STEPS[(device.type, setting)]
         warmup = warmup if args.warmup is None else args.warmup

@@ -307,3 +307,17 @@ def test_vggface2_refuses_unsafe_pickle(tmp_path):
         load_vggface2(evil)
     assert isinstance(err.value, AssetError) and "system" in str(err.value) and str(evil) in str(err.value)
     assert not marker.exists()  # nothing was executed
+
+
+def test_sface_in_channels_last_matches_nchw(sface):
+    """Training on CUDA converts the identity network to channels_last (StageModule.use_channels_last): same
+    embeddings, no layout-dependent view in the network, gradients still reach the input."""
+    import copy
+
+    x = torch.cat([_astronaut_faces()[1], _astronaut_faces()[3]])  # (2, 3, H, W)
+    nhwc = copy.deepcopy(sface).to(memory_format=torch.channels_last)
+    xl = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    out = nhwc(xl)
+    assert torch.allclose(out, sface(x), atol=1e-4)
+    out.sum().backward()
+    assert torch.isfinite(xl.grad).all() and xl.grad.abs().sum() > 0

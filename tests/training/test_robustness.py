@@ -188,6 +188,33 @@ def test_each_stage_gives_gradients_to_exactly_its_networks(ws):
     assert grads(deca.detail_encoder) == grads(deca.detail_decoder) == {True}
 
 
+def test_channels_last_converts_every_image_network_and_keeps_the_losses(ws):
+    """On CUDA, fit start puts the encoders and pretrained networks in channels_last (StageModule.use_channels_last);
+    here, on the CPU, the same conversion: every 4-D weight is NHWC afterwards and the step's losses are unchanged."""
+    from decalite.factory import build_deca
+
+    cfg = _cfg(ws, "nhwc")
+    built = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
+    deca = built[0] if isinstance(built, tuple) else built
+    module = CoarseModule(deca, stage_config(cfg), {"extra": torch.nn.Conv2d(3, 4, 3)}).eval()
+    gen = torch.Generator().manual_seed(0)
+    size = int(cfg.renderer.image_size)
+    batch = {"images": torch.rand(2, 2, 3, size, size, generator=gen),
+             "landmarks": 0.5 * (2 * torch.rand(2, 2, 68, 2, generator=gen) - 1),
+             "masks": torch.ones(2, 2, 1, size, size)}
+    with torch.no_grad():
+        before = module.compute(batch)[0]
+    module.use_channels_last()
+    weights = [p for net in module.convolution_networks() for p in net.parameters() if p.dim() == 4]
+    assert len(weights) > 20 and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+    assert module.pretrained["extra"] in module.convolution_networks()
+    with torch.no_grad():
+        after = module.compute(batch)[0]
+    assert set(after.terms) == set(before.terms)
+    for name, value in before.terms.items():
+        assert torch.allclose(after.terms[name], value, rtol=1e-4, atol=1e-5), name
+
+
 # ------------------------------------------------------------------------------------------------- 2. resume
 
 

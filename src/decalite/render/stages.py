@@ -64,7 +64,7 @@ def interpolate(attr: torch.Tensor, rast: torch.Tensor, faces: torch.Tensor) -> 
         table = attr.reshape(-1, channels)
         corner = corner + (torch.div(pixels, height * width, rounding_mode="floor") * n_vertices)[:, None]
     values = table.index_select(0, corner.reshape(-1)).reshape(-1, 3, channels)  # (P, 3, C)
-    uv = flat_rast[pixels, :2]  # (P, 2)
+    uv = flat_rast[:, :2].index_select(0, pixels)  # (P, 2)
     weights = torch.cat([uv, 1.0 - uv.sum(-1, keepdim=True)], dim=-1)  # (P, 3)
     compact = (weights[..., None] * values).sum(dim=1)  # (P, C)
     out = compact.new_zeros(bsz * height * width, channels).index_copy(0, pixels, compact)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from decalite.geometry.camera import ndc_to_image_normalized, orthographic_project
+from decalite.geometry.mesh import face_vertices
 from decalite.render.raster_torch import rasterize
 from decalite.render.stages import interpolate, to_image_layout
 from decalite.types import UVLayout
@@ -48,7 +49,7 @@ class UVSpace(nn.Module):
 
     def world2uv(self, attributes: torch.Tensor) -> torch.Tensor:
         """Per-vertex attributes (B, V, C) -> UV images (B, C, U, U), zeros outside the chart."""
-        corners = attributes[:, self.faces].reshape(attributes.shape[0], -1, attributes.shape[-1])  # (B, F, 3, C) -> (B, 3F, C)
+        corners = face_vertices(attributes, self.faces).flatten(1, 2)  # (B, F, 3, C) -> (B, 3F, C)
         rast = self.rast.to(attributes.dtype).expand(attributes.shape[0], -1, -1, -1)
         return to_image_layout(interpolate(corners, rast, self.corner_faces))
 
