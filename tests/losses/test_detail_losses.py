@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from decalite.losses.detail import displacement_regularizer, shading_smoothness_loss, soft_symmetry_loss
+from decalite.losses.detail import (
+    displacement_regularizer,
+    low_frequency_displacement_loss,
+    shading_smoothness_loss,
+    soft_symmetry_loss,
+)
 
 # A 4x4 displacement map (one sample) and a mask over the two middle rows minus one texel.
 D = torch.tensor(
@@ -100,7 +105,7 @@ def test_shading_smoothness_gradient():
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("loss", [soft_symmetry_loss, displacement_regularizer])
+@pytest.mark.parametrize("loss", [soft_symmetry_loss, displacement_regularizer, low_frequency_displacement_loss])
 def test_displacement_shape_errors(loss):
     ok_mask = torch.ones(1, 1, 4, 4)
     with pytest.raises(ValueError):
@@ -122,3 +127,33 @@ def test_shading_smoothness_shape_errors():
         shading_smoothness_loss(torch.zeros(3, 4, 4), torch.ones(1, 1, 4, 4))
     with pytest.raises(ValueError):
         shading_smoothness_loss(torch.zeros(1, 3, 4, 4), torch.ones(1, 1, 4, 5))
+
+
+def test_low_frequency_displacement_by_hand():
+    """The normalised blur keeps a constant (|c| everywhere, also at the mask's edge), turns a ramp into about its
+    mean |value|, and averages a one-texel checkerboard away; texels outside the mask do not count."""
+    u = 64
+    mask = torch.zeros(1, 1, u, u)
+    mask[..., 8:56, 12:52] = 1.0
+    const = torch.full((2, 1, u, u), -0.003)
+    assert torch.allclose(low_frequency_displacement_loss(const, mask), torch.tensor(0.003), rtol=1e-4)
+    rows = torch.arange(u, dtype=torch.float32)
+    checker = 0.002 * (-1.0) ** (rows[:, None] + rows[None, :])  # (U, U), +-2 mm alternating
+    assert low_frequency_displacement_loss(checker.view(1, 1, u, u), mask) < 0.02 * 0.002
+    ramp = (0.001 * (rows - 31.5) / 23.5)[:, None].expand(u, u).reshape(1, 1, u, u)  # -1..1 mm over the mask's rows
+    value = low_frequency_displacement_loss(ramp, mask)
+    assert torch.allclose(value, displacement_regularizer(ramp, mask), rtol=0.1)
+    outside = ramp + 0.01 * (1.0 - mask)  # a large offset where the mask is 0 changes nothing
+    assert torch.allclose(low_frequency_displacement_loss(outside, mask), value, atol=1e-9)
+
+
+def test_low_frequency_displacement_gradient_and_zero_weight_skip():
+    from decalite.losses.objective import objective
+
+    x = (0.001 * torch.randn(2, 1, 32, 32)).requires_grad_(True)
+    mask = torch.ones(1, 1, 32, 32)
+    low_frequency_displacement_loss(x, mask).backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    result = objective({"low_frequency_displacement": 0.0, "reg_displacement": 1.0},
+                       {"displacement": x.detach(), "uv_face_mask": mask})
+    assert set(result.terms) == {"reg_displacement"}

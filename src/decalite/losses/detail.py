@@ -1,4 +1,5 @@
-"""Detail-stage regularisers on UV maps: soft symmetry, displacement magnitude, shading smoothness.
+"""Detail-stage regularisers on UV maps: soft symmetry, displacement magnitude, shading smoothness, and
+decalite's low-frequency penalty on D.
 
 All three are masked means: ``sum(mask * value) / sum(mask)`` over the batch and the masked texels, so their
 size does not depend on the UV resolution or the batch size. The DECA paper writes L_sym and L_regD with the
@@ -12,8 +13,11 @@ values in [0, 1].
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
+from kornia.filters import gaussian_blur2d
 
 
 def _check_maps(name: str, maps: torch.Tensor, channels: int | None = 1) -> None:
@@ -90,6 +94,37 @@ def displacement_regularizer(displacement: torch.Tensor, mask: torch.Tensor) -> 
     _check_maps("displacement", displacement)
     _check_mask(mask, displacement)
     return _masked_mean(displacement.abs(), mask)
+
+
+def low_frequency_displacement_loss(displacement: torch.Tensor, mask: torch.Tensor, *,
+                                    sigma_fraction: float = 1.0 / 16.0) -> torch.Tensor:
+    """Masked mean of |D blurred|: penalises the smooth part of D, which the coarse shape owns.
+
+    Not in DECA (decalite's addition, off in the paper's configs). At the CPU demo's scale the detail stage learned a
+    smooth ramp across the face (67% of D's variance, 94% low-frequency, the same for every person) that tilts the
+    normals to re-light the face instead of adding details; |D| (L_regD) is too weak to stop it. The blur is a
+    normalised convolution ``G * (m D) / G * m`` (texels outside the mask do not pull the blur to zero) with a
+    Gaussian of ``sigma_fraction * U`` texels: wrinkles (a few texels wide) average out, ramps and bumps do not.
+
+    Args:
+        displacement: (B, 1, U, U). mask: (1, 1, U, U) or (B, 1, U, U) in [0, 1].
+        sigma_fraction: the Gaussian's standard deviation as a fraction of the UV size U.
+
+    Returns:
+        () the loss; 0 for a map whose every blurred texel averages to 0 (e.g. a zero-mean fine pattern).
+    """
+    _check_maps("displacement", displacement)
+    _check_mask(mask, displacement)
+    sigma = max(sigma_fraction * displacement.shape[-1], 0.5)
+    size = 2 * int(math.ceil(3.0 * sigma)) + 1  # +-3 sigma
+    mask = mask.to(displacement.dtype)
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        return gaussian_blur2d(x, (size, size), (sigma, sigma), border_type="constant")
+
+    weight = blur(mask).expand_as(displacement)  # (1|B, 1, U, U) -> (B, 1, U, U)
+    smooth = blur(displacement * mask) / weight.clamp_min(1e-6)
+    return _masked_mean(smooth.abs(), mask)
 
 
 def shading_smoothness_loss(shading_uv: torch.Tensor, mask: torch.Tensor, *, squared: bool = False) -> torch.Tensor:

@@ -35,7 +35,12 @@ from typing import Any
 
 import torch
 
-from decalite.losses.detail import displacement_regularizer, shading_smoothness_loss, soft_symmetry_loss
+from decalite.losses.detail import (
+    displacement_regularizer,
+    low_frequency_displacement_loss,
+    shading_smoothness_loss,
+    soft_symmetry_loss,
+)
 from decalite.losses.identity import identity_loss
 from decalite.losses.landmark import eye_closure_loss, landmark_loss, lip_closure_loss, robust_landmark_loss
 from decalite.losses.mrf import id_mrf_loss
@@ -148,4 +153,6 @@ register("photometric_detail", _photometric_detail, "uv_texture", "uv_target", "
 register("mrf", _mrf, "mrf_features", "uv_texture", "uv_target", "uv_visibility", doc="ID-MRF (VGG19)")
 register("reg_displacement", displacement_regularizer, "displacement", "uv_face_mask", doc="|D|")
 register("symmetry", soft_symmetry_loss, "displacement", "uv_face_mask", doc="soft symmetry of D")
+register("low_frequency_displacement", low_frequency_displacement_loss, "displacement", "uv_face_mask",
+         doc="|D blurred|: the smooth part of D (decalite's, not DECA's)")
 register("shading_smoothness", shading_smoothness_loss, "uv_shading", "uv_face_mask", doc="smooth detail shading")
