@@ -5,7 +5,7 @@
 #   device run, carry [".whl"]:  bash experiments/bench_gpu/run_device.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-RES=$OUT  # at most 8 files come back: log.txt + 3 reports x (json, md)
+RES=$OUT  # at most 8 files come back: log.txt + 3 reports x (json, md); the 256-image row is in the log
 exec > >(tee "$OUT/log.txt") 2>&1
 t0=$(date +%s); stamp() { echo "== [$(( $(date +%s) - t0 )) s] $*"; }
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -26,7 +26,9 @@ timeout 120 python3 -m pytest -m gpu -q -p no:cacheprovider tests 2>&1 | tail -1
 stamp "bench_train (paper + synthetic_cpu, configured batches)"
 timeout 220 python3 benchmarks/bench_train.py --device cuda --threads 8 --out "$RES/train"
 stamp "bench_train paper:coarse at 256 images/step"
-timeout 75 python3 benchmarks/bench_train.py --device cuda --threads 8 --only paper:coarse --groups 64 --out "$RES/train_b256"
+timeout 75 python3 benchmarks/bench_train.py --device cuda --threads 8 --only paper:coarse --groups 64 --out ""
 stamp "bench_render"
 timeout 50 python3 benchmarks/bench_render.py --batches 1 8 32 128 --out "$RES/render"
+stamp "bench_reconstruct (a synthetic face where dlib is missing)"
+timeout 90 python3 benchmarks/bench_reconstruct.py --device cuda --batches 1 16 64 --fit-steps 100 --out "$RES/reconstruct"
 stamp "done"
