@@ -102,6 +102,27 @@ def test_auto_on_cuda_picks_torch_without_nvdiffrast(monkeypatch, caplog):
     assert len(messages) == 2  # once per (backend, device type)
 
 
+def test_auto_falls_back_to_torch_when_the_nvdiffrast_plugin_cannot_be_built(monkeypatch, caplog):
+    """nvdiffrast imports but its JIT build fails (no compiler, an unsupported torch): "auto" warns once, naming the
+    error, and uses the torch backend from then on; an explicit backend="nvdiffrast" is not rescued."""
+    calls = []
+
+    def failing_context(self, device):
+        calls.append(device)
+        raise RuntimeError("Error building extension 'nvdiffrast_plugin'")
+
+    monkeypatch.setattr(raster_nvdiffrast, "nvdiffrast_importable", lambda: True)
+    monkeypatch.setattr(NvdiffrastRasterizer, "context", failing_context)
+    rasterizer = Rasterizer("auto")
+    with caplog.at_level(logging.WARNING, logger="decalite.render.rasterizer"):
+        assert rasterizer._resolve(torch.device("cuda", 0)) == "torch"
+        assert rasterizer._resolve(torch.device("cuda", 0)) == "torch"
+    assert len(calls) == 1  # the build is not retried on every call
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "Error building extension" in warnings[0] and "torch backend" in warnings[0]
+    assert Rasterizer("nvdiffrast")._resolve(torch.device("cuda", 0)) == "nvdiffrast"  # fails later, loudly
+
+
 def test_is_available_is_bool_and_false_without_cuda():
     assert isinstance(raster_nvdiffrast.is_available(), bool)
     if not torch.cuda.is_available():

@@ -57,6 +57,7 @@ class Rasterizer:
         self._nvdiffrast = NvdiffrastRasterizer()
         self._last_backend: str | None = None
         self._logged: set[tuple[str, str]] = set()
+        self._nvdiffrast_error: str | None = None  # "auto": why nvdiffrast's plugin could not be used, once known
 
     @property
     def last_backend(self) -> str | None:
@@ -81,11 +82,29 @@ class Rasterizer:
                 )
             return "nvdiffrast"
         choice = "nvdiffrast" if device.type == "cuda" and raster_nvdiffrast.nvdiffrast_importable() else "torch"
+        if choice == "nvdiffrast" and not self._nvdiffrast_usable(device):
+            choice = "torch"
         key = (choice, device.type)
         if key not in self._logged:
             self._logged.add(key)
             logger.info("Rasterizer(backend='auto'): using the %s backend for %s inputs", choice, device.type)
         return choice
+
+    def _nvdiffrast_usable(self, device: torch.device) -> bool:
+        """For "auto": nvdiffrast imports, but can its CUDA plugin be built and loaded here (a compiler, a torch it
+        supports)? If not, the torch backend is used from then on, with one warning naming the error."""
+        if getattr(self, "_nvdiffrast_error", None) is not None:
+            return False
+        try:
+            self._nvdiffrast.context(device)  # builds or loads the plugin the first time; cached per device
+        except Exception as err:  # noqa: BLE001 (a failed build raises RuntimeError, ImportError, OSError, ...)
+            self._nvdiffrast_error = f"{type(err).__name__}: {err}"
+            logger.warning(
+                "Rasterizer(backend='auto'): nvdiffrast is installed but its CUDA plugin could not be built or "
+                "loaded (%s); using the torch backend instead (renderer.backend=nvdiffrast makes this an error). %s",
+                self._nvdiffrast_error.splitlines()[0][:300], raster_nvdiffrast.INSTALL_HINT)
+            return False
+        return True
 
     def rasterize(
         self,
