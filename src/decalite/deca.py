@@ -79,7 +79,9 @@ class DECA(nn.Module):
         disp = self.detail_decoder(detail_latent(code.jaw_pose, code.exp, code.detail))  # (B, 1, 256, 256)
         size = self.renderer.face_eye_mask.shape[-1]
         if disp.shape[-1] != size:  # a renderer with another UV size (small CPU configurations)
-            disp = F.interpolate(disp, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            # in fp32: the CPU has no bf16 antialiased resize (trainer.precision=bf16-mixed on a CPU failed)
+            disp = F.interpolate(disp.float(), size=(size, size), mode="bilinear", align_corners=False,
+                                 antialias=True).to(disp.dtype)
         return disp
 
     def geometry(self, code: FaceCode):

@@ -72,6 +72,20 @@ def test_fast_dev_run_of_every_experiment(workspace, name):
     assert set((tmp / "run").rglob("*.ckpt")) == before
 
 
+@pytest.mark.parametrize("name", ["synthetic_cpu", "synthetic_cpu_detail"])
+def test_bf16_mixed_precision_runs_both_stages(workspace, name):
+    """trainer.precision=bf16-mixed, as trainer=gpu sets it, through a whole step on the CPU (the detail stage's UV
+    resize had no bf16 kernel there)."""
+    tmp, coarse, _ = workspace
+    overrides = [f"experiment={name}", "debug=fdr", "trainer.precision=bf16-mixed"]
+    if "detail" in name:
+        overrides.append(f"init_from={coarse.checkpoint}")
+    result = run(_cfg(tmp, *overrides))
+    assert result.skipped_steps == 0
+    losses = {k: v for k, v in result.metrics.items() if k.startswith("train/loss/")}
+    assert losses and all(torch.isfinite(torch.as_tensor(v)) for v in losses.values())
+
+
 def test_synthetic_benchmark_writes_the_table(workspace):
     """decalite-evaluate scores before / after / mean face on held-out identities and writes train_eval.json."""
     import json
