@@ -89,7 +89,7 @@ def measure(setting: str, stage: str, device: torch.device, warmup: int, steps: 
     module.setup("fit")  # exactly the stage's parameters require gradients
     module.to(device).train()
     cuda = device.type == "cuda"
-    if cuda:  # as StageModule.on_fit_start does in training: encoders and pretrained networks
+    if cuda:  # as StageModule.setup does for a CUDA trainer: encoders and pretrained networks
         module.use_channels_last()
     params = [p for m in module.trainable() for p in m.parameters() if p.requires_grad]
     if compile_encoders:  # the stage modules call self.deca.<encoder>: the compiled wrappers share the parameters

@@ -189,8 +189,9 @@ def test_each_stage_gives_gradients_to_exactly_its_networks(ws):
 
 
 def test_channels_last_converts_every_image_network_and_keeps_the_losses(ws):
-    """On CUDA, fit start puts the encoders and pretrained networks in channels_last (StageModule.use_channels_last);
-    here, on the CPU, the same conversion: every 4-D weight is NHWC afterwards and the step's losses are unchanged."""
+    """With a CUDA trainer, setup puts the encoders and pretrained networks in channels_last (StageModule.
+    use_channels_last); here, on the CPU, the same conversion: every 4-D weight is NHWC afterwards and the step's
+    losses are unchanged; with a CPU trainer nothing changes."""
     from decalite.factory import build_deca
 
     cfg = _cfg(ws, "nhwc")
@@ -204,9 +205,18 @@ def test_channels_last_converts_every_image_network_and_keeps_the_losses(ws):
              "masks": torch.ones(2, 2, 1, size, size)}
     with torch.no_grad():
         before = module.compute(batch)[0]
-    module.use_channels_last()
-    weights = [p for net in module.convolution_networks() for p in net.parameters() if p.dim() == 4]
-    assert len(weights) > 20 and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+    weights = [p for net in module.convolution_networks() for p in net.parameters()
+               if p.dim() == 4 and p.shape[-1] > 1]  # 1 x 1 kernels are NCHW and NHWC at once
+    nhwc = lambda: [p.is_contiguous(memory_format=torch.channels_last) for p in weights]  # noqa: E731
+    from types import SimpleNamespace
+
+    module._trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cpu")))
+    module.setup("fit")  # a CPU trainer: layouts unchanged
+    assert not any(nhwc())
+    module._trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cuda", 0)))
+    module.setup("fit")  # a CUDA trainer: converted before Lightning moves the module and wraps it in DDP
+    module._trainer = None
+    assert len(weights) > 20 and all(nhwc())
     assert module.pretrained["extra"] in module.convolution_networks()
     with torch.no_grad():
         after = module.compute(batch)[0]

@@ -96,6 +96,11 @@ class StageModule(pl.LightningModule):
         for param in self.parameters():
             param.requires_grad_(id(param) in trained)
         exclude_constants_from_ddp(self, frozen_prefixes=(f"{PRETRAINED}.",))
+        # Here, before Lightning moves the module to its device and wraps it in DDP (which must not see parameters
+        # change layout afterwards); .to(device) keeps the layout.
+        trainer = self._trainer  # None outside a Trainer (tests, benchmarks call setup directly)
+        if trainer is not None and trainer.strategy.root_device.type == "cuda":
+            self.use_channels_last()
 
     def convolution_networks(self) -> list[nn.Module]:
         """The image networks of a training step: both encoders and the frozen pretrained ones."""
@@ -104,13 +109,10 @@ class StageModule(pl.LightningModule):
     def use_channels_last(self) -> None:
         """Convolution weights in channels_last (NHWC), the layout cuDNN's fastest bf16 kernels use on GPUs;
         the identity network's depthwise convolutions ran on PyTorch's slower native kernels in NCHW (22% of the
-        paper's coarse step on an H200, experiments/bench_gpu). Called on CUDA only: CPU kernels gain nothing."""
+        paper's coarse step on an H200, experiments/bench_gpu). :meth:`setup` calls it when training on CUDA only:
+        CPU kernels gain nothing."""
         for net in self.convolution_networks():
             net.to(memory_format=torch.channels_last)
-
-    def on_fit_start(self) -> None:
-        if self.device.type == "cuda":
-            self.use_channels_last()
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         result, metrics, visuals = self.compute(batch)
