@@ -93,7 +93,7 @@ class Rasterizer:
     def _nvdiffrast_usable(self, device: torch.device) -> bool:
         """For "auto": nvdiffrast imports, but can its CUDA plugin be built and loaded here (a compiler, a torch it
         supports)? If not, the torch backend is used from then on, with one warning naming the error."""
-        if getattr(self, "_nvdiffrast_error", None) is not None:
+        if self._nvdiffrast_error is not None:
             return False
         try:
             self._nvdiffrast.context(device)  # builds or loads the plugin the first time; cached per device
