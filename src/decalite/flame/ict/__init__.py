@@ -1,0 +1,1 @@
+"""ICT Face Model Light: conversion to FLAME's file format."""
