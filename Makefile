@@ -55,8 +55,8 @@ endif
 sweep: $(STAMP)  ## the paper's ablations as one Hydra multirun on synthetic data (after make train)
 	$(BIN)/decalite-train -m experiment=$(ABLATIONS) paths.log_dir=$(LOGS) $(TRAINER) $(ARGS)
 
-assets: $(STAMP)  ## write the generated FLAME-format head to outputs/generated_head
-	$(BIN)/decalite-assets out=outputs/generated_head seed=0
+assets: $(STAMP)  ## write the embedded ICT head (FLAME format) to outputs/ict_head; ICT=PATH/FaceXModel reconverts ICT's files
+	$(BIN)/decalite-assets source=ict out=outputs/ict_head $(if $(ICT),input=$(ICT) pack=src/decalite/flame/ict/data/ict_light.npz,)
 
 bench: $(STAMP)  ## speed figures (printed, not asserted) + one JSON and markdown table each, naming the machine, in OUT_BENCH (outputs/bench/README.md)
 	$(BIN)/python benchmarks/bench_render.py --out $(OUT_BENCH)

@@ -17,8 +17,11 @@ class FlameConfig:
     """Which FLAME-format head to load and how much of it to use (``conf/flame``).
 
     Attributes:
-        dir: a folder holding the licensed FLAME 2020 files; None uses decalite's generated head. Required (no
-            default), so ``conf/flame/flame2020.yaml`` can demand it with ``???``.
+        dir: a folder holding FLAME-format files (the licensed FLAME 2020 ones, or a head written by
+            ``decalite-assets``); None uses the embedded head ``embedded`` names. Required (no default), so
+            ``conf/flame/flame2020.yaml`` can demand it with ``???``.
+        embedded: the embedded head used when ``dir`` is None: "ict" (ICT Face Model Light converted to FLAME's
+            format, shipped with decalite) or "generated" (decalite's mannequin, for fast unit tests).
         seed: the generated head's seed.
         n_shape: identity components used (<= 300).
         n_exp: expression components used (<= 100 in FLAME 2020).
@@ -27,6 +30,7 @@ class FlameConfig:
     """
 
     dir: str | None
+    embedded: str = "ict"
     seed: int = 0
     n_shape: int = 100
     n_exp: int = 50

@@ -33,9 +33,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_assets(flame: FlameConfig, cache_dir: str | Path | None = None, **kwargs) -> FlameAssets:
-    """The FLAME-format assets the flame group names: ``flame.dir``, or the generated head (written once into
-    ``cache_dir``). ``kwargs`` go to :func:`decalite.flame.assets.load_flame_assets` (albedo, n_tex, ...)."""
-    root = resolve_flame_dir(flame.dir, cache_dir=cache_dir, seed=int(flame.seed))
+    """The FLAME-format assets the flame group names: ``flame.dir``, or the embedded head ``flame.embedded``
+    names (written once into ``cache_dir``). ``kwargs`` go to :func:`decalite.flame.assets.load_flame_assets` (albedo, n_tex, ...)."""
+    root = resolve_flame_dir(flame.dir, cache_dir=cache_dir, seed=int(flame.seed), embedded=str(flame.embedded))
     return load_flame_assets(root, **kwargs)
 
 
@@ -67,7 +67,7 @@ def build_renderer(renderer: RendererConfig, assets: FlameAssets,
 
 
 def load_flame_layer(flame: FlameConfig | None = None, cache_dir: str | Path | None = None) -> FlameLayer:
-    """The FLAME layer alone (default: the generated head with 100 shape and 50 expression components)."""
+    """The FLAME layer alone (default: the embedded ICT head with 100 shape and 50 expression components)."""
     flame = flame or FlameConfig(dir=None)
     return build_flame(flame, load_assets(flame, cache_dir, albedo=False))
 

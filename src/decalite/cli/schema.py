@@ -92,10 +92,23 @@ class DemoConfig(ReconstructConfig):
 
 @dataclass
 class AssetsConfig:
-    """``decalite-assets`` (``conf/assets.yaml``): the folder to write the generated head to, and its seed."""
+    """``decalite-assets`` (``conf/assets.yaml``): which head to write as a FLAME-format folder, and where.
 
+    Attributes:
+        source: "ict" (ICT Face Model Light) or "generated" (the mannequin).
+        out: the folder to write.
+        seed: the generated head's seed.
+        input: ICT's FaceXModel folder to convert; None expands the ICT head shipped with decalite.
+        pack: also write the converted head as a compact pack to this file (how the shipped pack is made).
+        target_vertices: the ICT conversion's vertex budget (decimation); None keeps every vertex.
+    """
+
+    source: str
     out: str
     seed: int
+    input: str | None
+    pack: str | None
+    target_vertices: int | None
 
 
 _GROUPS = {"flame": FlameConfig, "renderer": RendererConfig, "model": ModelConfig, "paths": PathsConfig}

@@ -51,7 +51,8 @@ def run(cfg: SynthConfig) -> Path:
     from decalite.flame.default import resolve_flame_dir
 
     synth = schema.project(cfg, SyntheticConfig)  # the generator's part (it is stored in the manifest)
-    assets_dir = resolve_flame_dir(cfg.flame.dir, cache_dir=cfg.paths.cache_dir, seed=cfg.flame.seed)
+    assets_dir = resolve_flame_dir(cfg.flame.dir, cache_dir=cfg.paths.cache_dir, seed=cfg.flame.seed,
+                                  embedded=cfg.flame.embedded)
     skipped = [0]
 
     def on_skip(n: int) -> None:

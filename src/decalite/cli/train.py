@@ -55,7 +55,8 @@ def ensure_synthetic_data(cfg: DictConfig) -> None:
     from decalite.synth import SyntheticConfig, write_synthetic_dataset
 
     spec = cfg.data.synthetic
-    assets_dir = resolve_flame_dir(cfg.flame.dir, cache_dir=cfg.paths.cache_dir, seed=int(cfg.flame.seed))
+    assets_dir = resolve_flame_dir(cfg.flame.dir, cache_dir=cfg.paths.cache_dir, seed=int(cfg.flame.seed),
+                                  embedded=str(cfg.flame.embedded))
     source = Path(assets_dir).name
     for split, count, seed in (("train", spec.train_identities, spec.seed),
                                ("val", spec.val_identities, int(spec.seed) + 1_000_000)):

@@ -31,6 +31,8 @@ from decalite.types import UVLayout
 
 __all__ = [
     "write_albedo_npz",
+    "write_asset_folder",
+    "write_npz",
     "write_flame_model",
     "write_landmark_embedding",
     "write_obj_with_uvs",
@@ -62,6 +64,8 @@ def write_flame_model(path: PathLike, data: FlameModelData) -> None:
     Keys: v_template (V, 3), f (F, 3) uint32, shapedirs (V, 3, K), posedirs (V, 3, 9 (J - 1)),
     J_regressor (J, V) ``scipy.sparse.csc_matrix``, kintree_table (2, J) uint32 (root parent 4294967295),
     weights (V, J), J (J, 3) template joints, bs_style ``'lbs'``, bs_type ``'lrotmin'``; floats are float64.
+    ``expression_names`` (a list of str, one per expression component) when the head names them, and
+    ``jaw_open_angle`` (a float) when set; readers that do not know these keys ignore them.
     """
     import scipy.sparse as sp
 
@@ -84,6 +88,10 @@ def write_flame_model(path: PathLike, data: FlameModelData) -> None:
         "bs_style": "lbs",
         "bs_type": "lrotmin",
     }
+    if data.expression_names:
+        content["expression_names"] = [str(n) for n in data.expression_names]
+    if data.jaw_open_angle is not None:
+        content["jaw_open_angle"] = float(data.jaw_open_angle)
     _prepare(path).write_bytes(pickle.dumps(content, protocol=2))
 
 
@@ -231,7 +239,7 @@ def write_uv_mask(path: PathLike, mask: np.ndarray) -> None:
 # Albedo
 
 
-def _write_npz(path: PathLike, arrays: dict[str, np.ndarray]) -> None:
+def write_npz(path: PathLike, arrays: dict[str, np.ndarray]) -> None:
     """``np.savez_compressed`` with fixed zip timestamps and permissions."""
     from numpy.lib import format as npy_format
 
@@ -260,4 +268,26 @@ def write_albedo_npz(path: PathLike, albedo: AlbedoData) -> None:
         raise ValueError(f"the MU/PC layout needs a square texture, got {mean.shape[:2]}")
     mu = np.ascontiguousarray(mean[:, :, ::-1], dtype=np.float32).reshape(1, -1)
     pc = np.ascontiguousarray(basis[:, :, ::-1, :], dtype=np.float32).reshape(-1, basis.shape[3])
-    _write_npz(path, {"MU": mu, "PC": pc})
+    write_npz(path, {"MU": mu, "PC": pc})
+
+
+# --------------------------------------------------------------------------------------------------------
+# A whole folder
+
+
+def write_asset_folder(out_dir: PathLike, model: FlameModelData, embedding: LandmarkEmbedding, uv: UVLayout,
+                       face_mask: np.ndarray, face_eye_mask: np.ndarray, albedo: AlbedoData | None,
+                       readme: str) -> Path:
+    """Write a FLAME-format asset folder: generic_model.pkl, landmark_embedding.npy, head_template.obj, both UV
+    masks, albedo.npz (when given) and a README.txt holding ``readme``. Returns the folder."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_flame_model(out / "generic_model.pkl", model)
+    write_landmark_embedding(out / "landmark_embedding.npy", embedding)
+    write_obj_with_uvs(out / "head_template.obj", uv)
+    write_uv_mask(out / "uv_face_mask.png", face_mask)
+    write_uv_mask(out / "uv_face_eye_mask.png", face_eye_mask)
+    if albedo is not None:
+        write_albedo_npz(out / "albedo.npz", albedo)
+    (out / "README.txt").write_text(readme, encoding="utf-8")
+    return out

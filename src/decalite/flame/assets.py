@@ -302,6 +302,10 @@ def load_flame_model(path: PathLike) -> FlameModelData:
         _check_shape(_MODEL, path, "weights", weights, f"({n_verts}, {n_joints})", weights.shape == (n_verts, n_joints))
         if not np.allclose(weights.sum(axis=1), 1.0, atol=1e-3):
             logger.warning("Skinning weights of %s do not sum to 1 for every vertex", path)
+        names = _expression_names(path, raw.get("expression_names"), shapedirs.shape[2] - N_SHAPE_TOTAL)
+        jaw_open = raw.get("jaw_open_angle")
+        if jaw_open is not None and not (isinstance(jaw_open, float) and 0.0 < jaw_open < math.pi):
+            raise _MODEL.error(path, f"key 'jaw_open_angle' must be an angle in (0, pi) radians, got {jaw_open!r}")
 
     return FlameModelData(
         v_template=v_template,
@@ -311,8 +315,21 @@ def load_flame_model(path: PathLike) -> FlameModelData:
         j_regressor=j_regressor,
         parents=parents,
         lbs_weights=weights,
+        expression_names=names,
+        jaw_open_angle=jaw_open,
         source=path,
     )
+
+
+def _expression_names(path: str, value: Any, n_exp: int) -> tuple[str, ...]:
+    """The optional ``expression_names`` key: a list of at most ``n_exp`` short strings, or absent."""
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)) or not all(isinstance(n, str) and 0 < len(n) <= 64 for n in value):
+        raise _MODEL.error(path, "key 'expression_names' must be a list of names (strings of 1-64 characters)")
+    if len(value) > n_exp:
+        raise _MODEL.error(path, f"key 'expression_names' names {len(value)} components, shapedirs has {n_exp}")
+    return tuple(value)
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -39,6 +39,10 @@ class FlameModelData:
         j_regressor: (J, V) float64 dense joint regressor.
         parents: (J,) int64 kinematic parents, ``parents[0] == -1``.
         lbs_weights: (V, J) float64 skinning weights, rows sum to 1.
+        expression_names: names of the expression components, in order (an optional ``expression_names`` list of
+            the file; decalite's heads write it, FLAME 2020's PCA expressions have none: empty).
+        jaw_open_angle: the jaw rotation (radians about +x) that equals ARKit's jawOpen = 1, for a head whose
+            expressions are ARKit blendshapes with jawOpen folded into the jaw joint (the ICT head); else None.
         source: where the arrays came from (a path), for messages.
     """
 
@@ -49,6 +53,8 @@ class FlameModelData:
     j_regressor: np.ndarray
     parents: np.ndarray
     lbs_weights: np.ndarray
+    expression_names: tuple[str, ...] = ()
+    jaw_open_angle: float | None = None
     source: str = ""
 
     @property

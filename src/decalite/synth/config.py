@@ -29,6 +29,9 @@ class SyntheticConfig:
         seed: master seed.
         n_shape, n_exp, n_tex: numbers of shape, expression and albedo components used.
         shape_std, exp_std, tex_std: std of the random codes.
+        exp_active: for a head whose expressions are blendshapes (ARKit-named, weights in [0, 1]: the ICT head),
+            the chance that a component is active in an image; its weight is then |N(0, exp_std)| clamped to 1.
+            Heads with PCA expressions draw every component N(0, exp_std).
         yaw, pitch, roll: head pose ranges (+-, degrees), uniform.
         jaw: (min, max) jaw opening in radians, uniform.
         light_variation: 0 = plain white frontal light; 1 = the default random directional terms and tints.
@@ -52,6 +55,7 @@ class SyntheticConfig:
     n_tex: int = 50
     shape_std: float = 1.0
     exp_std: float = 0.6
+    exp_active: float = 0.2
     tex_std: float = 1.0
     yaw: float = 40.0
     pitch: float = 20.0

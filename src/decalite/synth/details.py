@@ -32,6 +32,15 @@ NOISE_AMPLITUDE = 1e-4  # metres, std of the static noise
 MOLE_HEIGHT = 3e-4  # metres
 MOLE_SIGMA = 1.5e-3  # metres
 WRINKLE_DEPTH = 1e-3  # metres, deepest wrinkle at full activation
+#: The detail model's activations on a head with ARKit-named blendshapes (the ICT head): the mean of these
+#: shapes' weights, times BLENDSHAPE_FULL (a blendshape at 1 is full activation, as a coefficient of 2 is here).
+BLENDSHAPE_ALIASES: dict[str, tuple[str, ...]] = {
+    "smile_left": ("mouthSmile_L",),
+    "smile_right": ("mouthSmile_R",),
+    "brow_raise_left": ("browInnerUp_L", "browOuterUp_L"),
+    "brow_raise_right": ("browInnerUp_R", "browOuterUp_R"),
+}
+BLENDSHAPE_FULL = 2.0
 
 # 68-landmark indices (iBUG convention) used to place the wrinkle regions on the neutral template.
 _BROWS = slice(17, 27)
@@ -84,8 +93,9 @@ class DetailModel(nn.Module):
         positions: (3, U, U) UV position map of the neutral template (metres; row 0 = v = 1).
         landmarks: (68, 3) landmarks of the neutral template.
         face_eye_mask: (U, U) mask in [0, 1] where details apply.
-        expression_names: names of the expression components (the generated head's EXPRESSION_NAMES);
-            empty for a PCA expression space, in which case only the jaw drives wrinkles.
+        expression_names: names of the expression components (the generated head's EXPRESSION_NAMES, or the ICT
+            head's ARKit names, see BLENDSHAPE_ALIASES); empty for a PCA expression space, in which case only
+            the jaw drives wrinkles.
         noise_seed: seed of the fixed noise fields (part of the model, not of an identity).
     """
 
@@ -180,11 +190,22 @@ class DetailModel(nn.Module):
         return code[:, a:b, None, None]
 
     # ----- activations -----
-    def _exp(self, expression: torch.Tensor, name: str) -> torch.Tensor:
-        """(B, 1, 1) coefficient of a named expression component (0 when this head has no such name)."""
+    def _component(self, expression: torch.Tensor, name: str) -> torch.Tensor | None:
+        """(B, 1, 1) coefficient of a named expression component, or None when this head has none."""
         if name not in self.expression_names or self.expression_names.index(name) >= expression.shape[1]:
-            return expression.new_zeros(expression.shape[0], 1, 1)
+            return None
         return expression[:, self.expression_names.index(name), None, None]
+
+    def _exp(self, expression: torch.Tensor, name: str) -> torch.Tensor:
+        """(B, 1, 1) activation of a named expression: its component, else its blendshape aliases
+        (:data:`BLENDSHAPE_ALIASES`), else 0."""
+        own = self._component(expression, name)
+        if own is not None:
+            return own
+        found = [c for c in (self._component(expression, a) for a in BLENDSHAPE_ALIASES.get(name, ())) if c is not None]
+        if not found:
+            return expression.new_zeros(expression.shape[0], 1, 1)
+        return BLENDSHAPE_FULL * torch.stack(found).mean(0)
 
     def _sided(self, expression: torch.Tensor, both: str, left: str, right: str) -> torch.Tensor:
         """(B, U, U) activation in [0, 1] of a symmetric component plus its one-sided versions."""

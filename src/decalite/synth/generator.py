@@ -33,8 +33,9 @@ import torch
 from decalite.config import FlameConfig, RendererConfig
 from decalite.data import shards
 from decalite.factory import build_flame, build_renderer
+from decalite.flame.arkit import is_arkit_head
 from decalite.flame.assets import FlameAssets, load_flame_assets
-from decalite.flame.synthetic import EXPRESSION_NAMES, generate_head
+from decalite.flame.synthetic import generate_head
 from decalite.geometry.camera import ndc_to_pixels
 from decalite.render.stages import sample_texture, to_image_layout
 from decalite.synth.cameras import face_camera
@@ -52,8 +53,8 @@ class SyntheticGenerator:
         cfg: what to generate.
         assets_dir: a FLAME-format asset folder (licensed FLAME or a written generated head); None generates
             decalite's head (seed 0) in memory.
-        expression_names: names of the expression components; "auto" uses the generated head's
-            EXPRESSION_NAMES when the assets are the generated head, none otherwise.
+        expression_names: names of the expression components; "auto" uses the names the head's files give
+            (the generated head's and the ICT head's; none for FLAME 2020's PCA expressions).
     """
 
     def __init__(self, cfg: SyntheticConfig, assets_dir: str | Path | None = None,
@@ -62,8 +63,9 @@ class SyntheticGenerator:
         self.device = torch.device(cfg.device)
         assets = _load_assets(assets_dir, cfg.n_tex)
         if expression_names == "auto":
-            expression_names = EXPRESSION_NAMES if assets.generated else ()
+            expression_names = assets.model.expression_names
         self.assets_source = "generated" if assets.generated else str(assets_dir)
+        self.blendshapes = is_arkit_head(assets.model.expression_names)
         self.flame = build_flame(FlameConfig(dir=None, n_shape=cfg.n_shape, n_exp=cfg.n_exp), assets).to(self.device)
         renderer = RendererConfig(backend=cfg.backend, image_size=cfg.render_size, uv_size=cfg.uv_size)
         self.renderer = build_renderer(renderer, assets).to(self.device)
@@ -113,7 +115,7 @@ class SyntheticGenerator:
         cfg, k = self.cfg, self.cfg.images_per_identity
         g = torch.Generator().manual_seed(identity_seed(cfg.seed, index))
         ident = draw_identity(cfg, self.n_tex, g)
-        d = draw_images(cfg, k, g)
+        d = draw_images(cfg, k, g, blendshapes=self.blendshapes)
         jaw_pose = torch.zeros(k, 3)
         jaw_pose[:, 0] = d.jaw
         flame, cam, disp, out = self._render(ident, d, jaw_pose)

@@ -91,12 +91,16 @@ def draw_identity(cfg: SyntheticConfig, n_tex: int, g: torch.Generator) -> dict[
     }
 
 
-def draw_images(cfg: SyntheticConfig, k: int, g: torch.Generator) -> Draws:
-    """The per-image draws of ``k`` images of one identity (after :func:`draw_identity`)."""
+def draw_images(cfg: SyntheticConfig, k: int, g: torch.Generator, blendshapes: bool = False) -> Draws:
+    """The per-image draws of ``k`` images of one identity (after :func:`draw_identity`).
+
+    ``blendshapes``: the head's expressions are blendshapes with weights in [0, 1] (see
+    ``SyntheticConfig.exp_active``); the extra draw comes last, so PCA heads' datasets are unchanged.
+    """
     yaw = uniform(k, -cfg.yaw, cfg.yaw, g)
     pitch = uniform(k, -cfg.pitch, cfg.pitch, g)
     roll = uniform(k, -cfg.roll, cfg.roll, g)
-    return Draws(
+    draws = Draws(
         expression=torch.randn(k, cfg.n_exp, generator=g) * cfg.exp_std,
         jaw=uniform(k, cfg.jaw[0], cfg.jaw[1], g),
         global_pose=euler_to_axis_angle(*(torch.deg2rad(a) for a in (yaw, pitch, roll))),
@@ -106,3 +110,7 @@ def draw_images(cfg: SyntheticConfig, k: int, g: torch.Generator) -> Draws:
         background=random_background(k, cfg.render_size, cfg.background_noise, g),
         lmk_noise=torch.randn(k, 68, 2, generator=g) * cfg.landmark_noise,
     )
+    if blendshapes:
+        active = torch.rand(k, cfg.n_exp, generator=g) < cfg.exp_active
+        draws.expression = draws.expression.abs().clamp(max=1.0) * active
+    return draws

@@ -35,7 +35,7 @@ __all__ = ["GeneratedHead", "generate_head", "write_generated_head", "EXPRESSION
            "GENERATED_README", "GENERATED_MARKER"]
 
 #: Bumped whenever the generator's output changes, so cached folders are regenerated.
-GENERATOR_VERSION = 5  # v5: shape and expression components fold-free within +-3 sigma
+GENERATOR_VERSION = 6  # v6: generic_model.pkl names its expression components (v5: fold-free within +-3 sigma)
 #: The file a written generated head carries, and the text it starts with (how a folder is recognised).
 GENERATED_README = "README.txt"
 GENERATED_MARKER = "decalite generated FLAME-format head"
@@ -68,6 +68,7 @@ def generate_head(seed: int = 0, albedo_size: int = 128, n_albedo: int = 50) -> 
         j_regressor=j_reg,
         parents=PARENTS.copy(),
         lbs_weights=skinning_weights(t),
+        expression_names=EXPRESSION_NAMES,
         source=f"generated(seed={seed})",
     )
     neck_joint = j_reg[1] @ t.vertices
@@ -88,19 +89,12 @@ def write_generated_head(out_dir: str | Path, seed: int = 0) -> Path:
     """Write a complete FLAME-format asset folder for the generated head. Returns the folder."""
     from decalite.flame import asset_writer as w
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     head = generate_head(seed)
-    w.write_flame_model(out / "generic_model.pkl", head.model)
-    w.write_landmark_embedding(out / "landmark_embedding.npy", head.embedding)
-    w.write_obj_with_uvs(out / "head_template.obj", head.uv)
-    w.write_uv_mask(out / "uv_face_mask.png", head.face_mask)
-    w.write_uv_mask(out / "uv_face_eye_mask.png", head.face_eye_mask)
-    w.write_albedo_npz(out / "albedo.npz", head.albedo)
-    (out / GENERATED_README).write_text(
+    readme = (
         f"{GENERATED_MARKER} "
         f"(generator version {GENERATOR_VERSION}, seed {seed}).\n"
         "Synthetic: not the licensed FLAME model. Same file formats and conventions as FLAME 2020:\n"
         "metres, +y up, +z towards the camera, +x to the subject's left, radians.\n"
     )
-    return out
+    return w.write_asset_folder(out_dir, head.model, head.embedding, head.uv, head.face_mask, head.face_eye_mask,
+                                head.albedo, readme)

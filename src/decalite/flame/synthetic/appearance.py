@@ -101,6 +101,20 @@ def albedo_model(t: HeadTemplate, rng: np.random.Generator, size: int = 128, n_c
     cavity = (v < V_HEAD_MIN) & (u > 0.69)
     mean[cavity] = CAVITY
 
+    basis = linear_basis(mean, skin, iris, rng, n_components)
+    return AlbedoData(mean=mean.astype(np.float32), basis=basis.astype(np.float32))
+
+
+def linear_basis(mean: np.ndarray, skin: np.ndarray, iris: np.ndarray, rng: np.random.Generator,
+                 n_components: int) -> np.ndarray:
+    """(A, A, 3, n_components) albedo components: brightness, redness and yellowness of the skin, iris colour,
+    then smooth low-frequency colour patterns over the skin (random frequencies, phases and colours from ``rng``).
+
+    Args:
+        mean: (A, A, 3) mean albedo. skin, iris: (A, A) bool texels of the skin and the irises.
+    """
+    size = mean.shape[0]
+    u, v = texel_uv(size)
     basis = np.zeros((size, size, 3, n_components))
     skin_f = skin.astype(float)[..., None]
     basis[..., 0] = mean * 0.25 * skin_f  # overall brightness
@@ -115,4 +129,4 @@ def albedo_model(t: HeadTemplate, rng: np.random.Generator, size: int = 128, n_c
         colour = rng.normal(size=3)
         colour /= np.linalg.norm(colour)
         basis[..., k] = 0.05 * np.exp(-k / 15.0) * pattern[..., None] * colour * skin_f
-    return AlbedoData(mean=mean.astype(np.float32), basis=basis.astype(np.float32))
+    return basis
