@@ -11,7 +11,7 @@ from decalite.factory import build_deca, build_flame, build_renderer, load_asset
 
 @pytest.fixture(scope="module")
 def assets(head_cache):
-    return load_assets(FlameConfig(dir=None), head_cache)
+    return load_assets(FlameConfig(dir=None, embedded="generated"), head_cache)
 
 
 def test_build_flame_takes_the_flame_group(assets):
@@ -28,12 +28,17 @@ def test_build_renderer_reads_cull_backfaces(assets, value, expected):
     assert renderer.fixed_displacement is None
 
 
+def test_auto_culling_is_off_for_the_open_ict_head(head_cache):
+    ict = load_assets(FlameConfig(dir=None), head_cache)  # the default head: neck, mouth and eyes are open
+    assert build_renderer(RendererConfig(image_size=32, uv_size=16, backend="torch"), ict).cull_backfaces is False
+
+
 def test_build_deca_leaves_placement_and_mode_to_the_caller(head_cache):
     deca, assets = build_deca(FlameConfig(dir=None, n_shape=10, n_exp=5),
                               ModelConfig(backbone="resnet18", n_shape=10, n_exp=5),
                               RendererConfig(image_size=32, uv_size=32, backend="torch"),
                               PathsConfig(cache_dir=str(head_cache)))
-    assert assets.generated
+    assert not assets.generated and assets.model.n_vertices == 10_000  # the embedded default: the ICT head
     assert deca.training  # not switched to eval by the builder
     assert {p.device.type for p in deca.parameters()} == {"cpu"}
     assert deca.flame.n_shape == 10 and deca.renderer.image_size == 32

@@ -66,15 +66,27 @@ def test_other_flame_tools_can_read_the_pickle(written):
     assert np.asarray(data["kintree_table"]).shape == (2, 5)
 
 
-def test_unset_flame_dir_uses_generated_head_and_says_so_once(tmp_path, caplog):
+def test_unset_flame_dir_uses_the_ict_head_and_says_so_once(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="decalite.flame.default"):
         first = resolve_flame_dir(None, cache_dir=tmp_path)
         second = resolve_flame_dir(None, cache_dir=tmp_path)
     assert first == second and (first / "generic_model.pkl").exists()
-    notes = [r for r in caplog.records if "generated FLAME-format head" in r.message]
+    notes = [r for r in caplog.records if "ICT Face Model Light" in r.message]
     assert len(notes) == 1
     layer = load_flame_layer(FlameConfig(dir=None, n_shape=10, n_exp=5), cache_dir=tmp_path)
-    assert layer.n_vertices == generate_head(0).model.n_vertices and (layer.n_shape, layer.n_exp) == (10, 5)
+    assert layer.n_vertices == 10_000 and (layer.n_shape, layer.n_exp) == (10, 5)
+
+
+def test_embedded_generated_head_is_the_mannequin_and_says_so_once(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="decalite.flame.default"):
+        first = resolve_flame_dir(None, cache_dir=tmp_path, embedded="generated")
+        resolve_flame_dir(None, cache_dir=tmp_path, embedded="generated")
+    assert len([r for r in caplog.records if "generated FLAME-format mannequin" in r.message]) == 1
+    layer = load_flame_layer(FlameConfig(dir=None, embedded="generated", n_shape=10, n_exp=5), cache_dir=tmp_path)
+    assert layer.n_vertices == generate_head(0).model.n_vertices
+    assert first.name.startswith("generated_head_v")
+    with pytest.raises(ValueError, match="flame.embedded='mannequin'"):
+        resolve_flame_dir(None, cache_dir=tmp_path, embedded="mannequin")
 
 
 def test_missing_flame_folder_names_it_and_the_fix(tmp_path):
@@ -85,7 +97,8 @@ def test_missing_flame_folder_names_it_and_the_fix(tmp_path):
 
 def test_assets_cli_writes_a_complete_folder(tmp_path):
     out = tmp_path / "head"
-    subprocess.run([sys.executable, "-m", "decalite.cli.assets", f"out={out}", "seed=3"], check=True, cwd=tmp_path)
+    subprocess.run([sys.executable, "-m", "decalite.cli.assets", "source=generated", f"out={out}", "seed=3"],
+                   check=True, cwd=tmp_path)
     names = {p.name for p in out.iterdir()}
     assert {"generic_model.pkl", "landmark_embedding.npy", "head_template.obj", "uv_face_mask.png",
             "uv_face_eye_mask.png", "albedo.npz"} <= names
@@ -94,10 +107,22 @@ def test_assets_cli_writes_a_complete_folder(tmp_path):
     assert assets.generated  # a written generated head is recognised wherever it lives
 
 
+def test_assets_cli_expands_the_shipped_ict_head(tmp_path):
+    out = tmp_path / "ict"
+    subprocess.run([sys.executable, "-m", "decalite.cli.assets", f"out={out}"], check=True, cwd=tmp_path)
+    assets = load_flame_assets(out)
+    assert assets.model.n_vertices == 10_000 and "mouthSmile_L" in assets.model.expression_names
+    assert "MIT" in (out / "README.txt").read_text() and not assets.generated
+    bad = subprocess.run([sys.executable, "-m", "decalite.cli.assets", f"out={out}", "pack=x.npz"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "input=PATH/FaceXModel" in bad.stderr
+
+
 def test_assets_know_whether_they_are_the_generated_head(tmp_path):
-    assert load_assets(FlameConfig(dir=None), cache_dir=tmp_path, albedo=False).generated
+    assert load_assets(FlameConfig(dir=None, embedded="generated"), cache_dir=tmp_path, albedo=False).generated
+    assert not load_assets(FlameConfig(dir=None), cache_dir=tmp_path, albedo=False).generated  # the ICT head
     flame_like = tmp_path / "flame"
-    shutil.copytree(resolve_flame_dir(None, cache_dir=tmp_path), flame_like)
+    shutil.copytree(resolve_flame_dir(None, cache_dir=tmp_path, embedded="generated"), flame_like)
     (flame_like / "README.txt").unlink()  # a FLAME folder has no generated-head README
     assert not load_assets(FlameConfig(dir=str(flame_like)), albedo=False).generated
 
@@ -119,4 +144,4 @@ def test_demo_writes_meshes_that_load(tmp_path, head_cache):
     for name in summary["renders"]:
         assert Image.open(tmp_path / "demo" / "head" / name).size[1] >= 224
     dense = trimesh.load(tmp_path / "demo" / "head" / "detailed_dense.obj", process=False)
-    assert len(dense.vertices) > 10 * summary["vertices"] / 4  # one vertex per face texel: denser than FLAME
+    assert len(dense.vertices) > 1.5 * summary["vertices"]  # one vertex per face texel: denser than the coarse mesh

@@ -396,7 +396,7 @@ def test_synthetic_data_of_another_head_is_refused_with_the_fix(ws, tmp_path):
     cfg = _cfg(ws, "marker", f"data.synthetic.root={tmp_path / 'synth'}")
     ensure_synthetic_data(cfg)
     marker = tmp_path / "synth" / "train" / SOURCE_FILE
-    assert marker.read_text().startswith("generated_head_v")
+    assert marker.read_text().startswith("ict_head_v")  # the default head
     ensure_synthetic_data(cfg)  # same head: kept
     marker.write_text("generated_head_v4_seed0\n")
     with pytest.raises(AssetError, match="generated_head_v4_seed0.*delete"):

@@ -87,3 +87,19 @@ def arkit_weights(expression: torch.Tensor, expression_names: Sequence[str], jaw
             out[:, index[f"eyeLookDown{side}"]] = pitch / EYE_LOOK_FULL_DEG
             out[:, index[f"eyeLookUp{side}"]] = -pitch / EYE_LOOK_FULL_DEG
     return out.clamp(0.0, 1.0)
+
+
+def limit_mouth_close(expression: torch.Tensor, expression_names: Sequence[str], jaw_opening: torch.Tensor,
+                      jaw_open_angle: float) -> torch.Tensor:
+    """``mouthClose`` held at most at the jaw's opening (in jawOpen units): ARKit's mouthClose closes the lips of
+    an open jaw; on a closed jaw it pushes the lips through each other (ICT's shape folds the mouth corners).
+
+    Args:
+        expression: (B, E). jaw_opening: (B,) jaw rotation about +x (radians). Returns a new (B, E) tensor.
+    """
+    if "mouthClose" not in expression_names[: expression.shape[1]]:
+        return expression
+    out = expression.clone()
+    k = list(expression_names).index("mouthClose")
+    out[:, k] = torch.minimum(out[:, k], (jaw_opening / float(jaw_open_angle)).clamp(min=0.0))
+    return out

@@ -24,6 +24,7 @@ build, device and thread count; rasterization and reductions are not promised bi
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,7 +34,7 @@ import torch
 from decalite.config import FlameConfig, RendererConfig
 from decalite.data import shards
 from decalite.factory import build_flame, build_renderer
-from decalite.flame.arkit import is_arkit_head
+from decalite.flame.arkit import is_arkit_head, limit_mouth_close
 from decalite.flame.assets import FlameAssets, load_flame_assets
 from decalite.flame.synthetic import generate_head
 from decalite.geometry.camera import ndc_to_pixels
@@ -66,6 +67,11 @@ class SyntheticGenerator:
             expression_names = assets.model.expression_names
         self.assets_source = "generated" if assets.generated else str(assets_dir)
         self.blendshapes = is_arkit_head(assets.model.expression_names)
+        self.expression_names = assets.model.expression_names
+        self.jaw_open_angle = assets.model.jaw_open_angle
+        # What the draws use: the jaw range capped at the head's jawOpen angle, where it has one.
+        self.draw_cfg = cfg if not self.jaw_open_angle else dataclasses.replace(
+            cfg, jaw=(min(cfg.jaw[0], self.jaw_open_angle), min(cfg.jaw[1], self.jaw_open_angle)))
         self.flame = build_flame(FlameConfig(dir=None, n_shape=cfg.n_shape, n_exp=cfg.n_exp), assets).to(self.device)
         renderer = RendererConfig(backend=cfg.backend, image_size=cfg.render_size, uv_size=cfg.uv_size)
         self.renderer = build_renderer(renderer, assets).to(self.device)
@@ -115,7 +121,9 @@ class SyntheticGenerator:
         cfg, k = self.cfg, self.cfg.images_per_identity
         g = torch.Generator().manual_seed(identity_seed(cfg.seed, index))
         ident = draw_identity(cfg, self.n_tex, g)
-        d = draw_images(cfg, k, g, blendshapes=self.blendshapes)
+        d = draw_images(self.draw_cfg, k, g, blendshapes=self.blendshapes)
+        if self.blendshapes and self.jaw_open_angle:
+            d.expression = limit_mouth_close(d.expression, self.expression_names, d.jaw, self.jaw_open_angle)
         jaw_pose = torch.zeros(k, 3)
         jaw_pose[:, 0] = d.jaw
         flame, cam, disp, out = self._render(ident, d, jaw_pose)

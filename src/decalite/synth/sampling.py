@@ -100,8 +100,9 @@ def draw_images(cfg: SyntheticConfig, k: int, g: torch.Generator, blendshapes: b
     yaw = uniform(k, -cfg.yaw, cfg.yaw, g)
     pitch = uniform(k, -cfg.pitch, cfg.pitch, g)
     roll = uniform(k, -cfg.roll, cfg.roll, g)
+    z = torch.randn(k, cfg.n_exp, generator=g)
     draws = Draws(
-        expression=torch.randn(k, cfg.n_exp, generator=g) * cfg.exp_std,
+        expression=z * cfg.exp_std,
         jaw=uniform(k, cfg.jaw[0], cfg.jaw[1], g),
         global_pose=euler_to_axis_angle(*(torch.deg2rad(a) for a in (yaw, pitch, roll))),
         light=random_light(k, cfg.light_variation, g),
@@ -112,5 +113,5 @@ def draw_images(cfg: SyntheticConfig, k: int, g: torch.Generator, blendshapes: b
     )
     if blendshapes:
         active = torch.rand(k, cfg.n_exp, generator=g) < cfg.exp_active
-        draws.expression = draws.expression.abs().clamp(max=1.0) * active
+        draws.expression = (z.abs() * cfg.blendshape_std).clamp(max=1.0) * active
     return draws

@@ -55,28 +55,54 @@ def contour_candidates(rest: np.ndarray, face: np.ndarray, right_ext: np.ndarray
     return np.unique(np.concatenate([inner, outline]))
 
 
-def dynamic_contour(rest: np.ndarray, frontal: np.ndarray, candidates: np.ndarray, pivot: np.ndarray,
-                    centre: np.ndarray) -> np.ndarray:
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(V, 3) area-weighted unit vertex normals."""
+    fn = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
+    out = np.zeros_like(vertices)
+    for k in range(3):
+        np.add.at(out, faces[:, k], fn)
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-15)
+
+
+def dynamic_contour(rest: np.ndarray, normals: np.ndarray, frontal: np.ndarray, candidates: np.ndarray,
+                    pivot: np.ndarray, centre: np.ndarray, band: float = 0.004) -> np.ndarray:
     """(79, 17) contour vertex per yaw bin.
 
+    Each point's path is the forward-facing candidates within ``band`` (front view) of the segment from the face
+    centre to its frontal vertex, from a third of the way out; for a turned head the point is the path's vertex
+    that still faces the camera and projects furthest out along the segment's direction: its frontal vertex on
+    the near side, the silhouette on the far side.
+
     Args:
-        rest: (V, 3). frontal: (17,) the frontal contour vertices. candidates: (C,) vertices a contour point may
-        move to. pivot: (3,) the point the head turns about. centre: (3,) the face centre the directions start at.
+        rest: (V, 3). normals: (V, 3) its unit vertex normals. frontal: (17,) the frontal contour vertices.
+        candidates: (C,) vertices a contour point may move to. pivot: (3,) the point the head turns about.
+        centre: (3,) the face centre the paths start at.
     """
+    candidates = candidates[normals[candidates, 2] > 0.0]
     out = np.empty((N_YAW_BINS, 17), dtype=np.int64)
+    paths, dirs = [], []
+    for i in range(17):
+        d = rest[frontal[i], :2] - centre[:2]
+        length = np.linalg.norm(d)
+        n = d / length
+        rel = rest[candidates, :2] - centre[:2]
+        t = rel @ n / length
+        across = np.abs(rel @ np.array([-n[1], n[0]]))
+        path = candidates[(t > 1.0 / 3.0) & (t <= 1.0) & (across < band)]
+        paths.append(np.unique(np.concatenate([path, frontal[i:i + 1]])))
+        dirs.append(n)
     for b, yaw in enumerate(bin_yaw_degrees()):
+        if yaw == 0.0:
+            out[b] = frontal
+            continue
         rot = _rot_y(yaw)
-        proj = (rest[candidates] - pivot) @ rot.T + pivot  # (C, 3)
         c = (centre - pivot) @ rot.T + pivot
-        front = (rest[frontal] - pivot) @ rot.T + pivot
-        rel = proj[:, :2] - c[:2]
         for i in range(17):
-            d = front[i, :2] - c[:2]
-            n = d / np.linalg.norm(d)
-            along = rel @ n
-            across = np.abs(rel @ np.array([-n[1], n[0]]))
-            ok = (along > 0) & (across < 0.004)
-            out[b, i] = candidates[np.where(ok)[0][np.argmax(along[ok])]] if ok.any() else frontal[i]
+            proj = (rest[paths[i]] - pivot) @ rot.T + pivot
+            outward = (proj[:, :2] - c[:2]) @ dirs[i]
+            facing = min(0.0, float(normals[frontal[i], 2]))  # never stricter than the frontal vertex at rest
+            outward[normals[paths[i]] @ rot[2] < facing] = -np.inf  # turned away from the camera
+            out[b, i] = paths[i][np.argmax(outward)] if np.isfinite(outward).any() else frontal[i]
     return out
 
 
@@ -91,7 +117,7 @@ def ict_embedding(rest: np.ndarray, faces: np.ndarray, landmarks68: np.ndarray, 
     full_f, full_b = vertex_faces(faces, landmarks68)
     centre = rest[landmarks68[30]].copy()  # nose tip
     centre[2] = rest[landmarks68[[0, 16]], 2].mean()
-    contour = dynamic_contour(rest, frontal_contour, candidates, pivot, centre)
+    contour = dynamic_contour(rest, vertex_normals(rest, faces), frontal_contour, candidates, pivot, centre)
     dyn_f, dyn_b = vertex_faces(faces, contour.ravel())
     return LandmarkEmbedding(
         static_faces=full_f[17:], static_bary=full_b[17:],
