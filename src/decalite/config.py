@@ -106,6 +106,8 @@ class SaveConfig:
             ``photo_size``, (height, width), for detected crops). landmarks: 2D and 3D landmarks (crop frame, as DECA)
             and ``_lmk2d_image.txt`` (photo pixels). vis: the visualisation grid. vis_original: the render and
             landmarks over the full photo (``_vis_original.png``, DECA's ``render_orig``). depth: the depth image.
+        arkit: ARKit's 52 blendshape weights (``_arkit.json``), on a head whose expressions are ARKit blendshapes
+            (the ICT head; skipped on other heads).
     """
 
     obj: bool
@@ -116,6 +118,7 @@ class SaveConfig:
     vis: bool
     vis_original: bool
     depth: bool
+    arkit: bool
 
 
 @dataclass

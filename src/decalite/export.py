@@ -71,3 +71,26 @@ def extract_texture(image: torch.Tensor, uv_positions_ndc: torch.Tensor, uv_norm
 def now_landmarks(landmarks3d: np.ndarray) -> np.ndarray:
     """(68, 3) full 3D landmarks -> NoW's (7, 3)."""
     return np.asarray(landmarks3d)[list(NOW_LANDMARKS)]
+
+
+def write_arkit_json(path: Path, expression: torch.Tensor, expression_names, jaw_pose: torch.Tensor,
+                     jaw_open_angle: float, eye_pose: torch.Tensor | None = None) -> None:
+    """Write ARKit's 52 blendshape weights of one face as JSON: ``{"blendshapes": {name: weight}, ...}``.
+
+    Args:
+        expression: (1, E) coefficients of an ARKit-named head. jaw_pose: (1, 3). eye_pose: (1, 6) or None
+        (DECA predicts no eye pose: the eyeLook weights are then 0). See :func:`decalite.flame.arkit.arkit_weights`.
+    """
+    import json
+
+    from decalite.flame.arkit import ARKIT_NAMES, EYE_LOOK_FULL_DEG, arkit_weights
+
+    weights = arkit_weights(expression, expression_names, jaw_pose, jaw_open_angle, eye_pose)[0]
+    content = {
+        "blendshapes": {n: round(float(w), 6) for n, w in zip(ARKIT_NAMES, weights)},
+        "convention": "Apple ARKit ARFaceAnchor.BlendShapeLocation names, weights in [0, 1]; jawOpen = jaw rotation / "
+                      f"{jaw_open_angle:.6f} rad (the ICT head's jawOpen); eyeLook* = eye rotation / "
+                      f"{EYE_LOOK_FULL_DEG:g} degrees (0 without an eye pose); browInnerUp and cheekPuff are the mean "
+                      "of ICT's two sides; tongueOut is always 0",
+    }
+    Path(path).write_text(json.dumps(content, indent=1))

@@ -25,7 +25,15 @@ from torchvision.utils import make_grid, save_image
 from decalite.config import ReconstructConfig, SaveConfig
 from decalite.data.crop import Crop, square_crop, transform_points, warp
 from decalite.deca import DECA
-from decalite.export import extract_texture, now_landmarks, save_png, write_mesh, write_textured_obj
+from decalite.export import (
+    extract_texture,
+    now_landmarks,
+    save_png,
+    write_arkit_json,
+    write_mesh,
+    write_textured_obj,
+)
+from decalite.flame.arkit import is_arkit_head
 from decalite.fitting import FitConfig, IdentityFitConfig, fit, fit_identity, mean_face_code
 from decalite.flame.assets import FlameAssets
 from decalite.geometry.camera import ndc_to_pixels, orthographic_project
@@ -307,6 +315,10 @@ def write_face(out_dir: Path, face: Face, deca: DECA, assets: FlameAssets, code:
             d[alpha] = 0.1 + 0.9 * (depth[alpha] - lo) / (hi - lo).clamp_min(1e-9)
         files.append(folder / f"{name}_depth.png")
         save_png(files[-1], d[None].repeat(3, 1, 1))
+    if save.arkit and is_arkit_head(assets.model.expression_names) and assets.model.jaw_open_angle:
+        files.append(folder / f"{name}_arkit.json")
+        write_arkit_json(files[-1], code.exp[b : b + 1].detach().cpu(), assets.model.expression_names,
+                         code.pose[b : b + 1, 3:6].detach().cpu(), assets.model.jaw_open_angle)
     if now:
         with torch.no_grad():
             neutral = deca.flame(shape=code.shape[b : b + 1])

@@ -4,6 +4,7 @@ the work)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import trimesh
 from PIL import Image
@@ -47,6 +48,35 @@ def test_outputs_exist_and_parse(small_deca, known_faces, cfg_factory, tmp_path)
     assert np.load(folder / "face0_now_lmk7.npy").shape == (7, 3)
     assert len(trimesh.load(folder / "face0_now.obj", process=False).vertices) == n_vertices
     assert len(files) >= 10
+
+
+def test_arkit_weights_are_written_on_the_ict_head(small_deca, known_faces, cfg_factory, tmp_path):
+    """The default head's expressions are ARKit's: _arkit.json holds the 52 weights, the codes' own coefficients
+    under ARKit's names and jawOpen from the jaw rotation; a head without ARKit names writes none."""
+    import dataclasses
+    import json
+
+    from decalite.flame.arkit import ARKIT_NAMES
+
+    deca, assets = small_deca
+    faces, truth = known_faces
+    cfg = cfg_factory("reconstruct", "input=unused")
+    code = dataclasses.replace(truth, exp=truth.exp.clone(), pose=truth.pose.clone())
+    names = assets.model.expression_names
+    code.exp[0] = 0.0
+    code.exp[0, names.index("mouthSmile_R")] = 0.7
+    code.pose[0, 3] = 0.5 * assets.model.jaw_open_angle
+    with torch.no_grad():
+        out = deca.decode(code, detail=False)
+    write_face(tmp_path, faces[0], deca, assets, code, out, 0, cfg.save, False)
+    data = json.loads((tmp_path / "face0" / "face0_arkit.json").read_text())
+    weights = data["blendshapes"]
+    assert list(weights) == list(ARKIT_NAMES)
+    assert weights["mouthSmileRight"] == pytest.approx(0.7) and weights["mouthSmileLeft"] == 0.0
+    assert weights["jawOpen"] == pytest.approx(0.5, abs=1e-5) and "ARKit" in data["convention"]
+    pca = dataclasses.replace(assets, model=dataclasses.replace(assets.model, expression_names=()))
+    write_face(tmp_path / "pca", faces[0], deca, pca, code, out, 0, cfg.save, False)
+    assert not (tmp_path / "pca" / "face0" / "face0_arkit.json").exists()
 
 
 def test_dense_mesh_follows_the_displacement(small_deca, known_faces, cfg_factory, tmp_path):
