@@ -33,7 +33,7 @@ class FlameConfig:
     embedded: str = "ict"
     seed: int = 0
     n_shape: int = 100
-    n_exp: int = 50
+    n_exp: int = 44  # the ICT head has 44 (FLAME 2020: 100)
     n_tex: int = 50
     contour_convention: str = "deca"
 
@@ -72,7 +72,7 @@ class ModelConfig:
 
     backbone: str = "resnet50"
     n_shape: int = 100
-    n_exp: int = 50
+    n_exp: int = 44  # the ICT head has 44 (FLAME 2020: 100)
     n_tex: int = 50
     n_detail: int = 128
     checkpoint: str | None = None
