@@ -1,4 +1,5 @@
-"""Renderer benchmark: rasterize + interpolate + shade at 224 x 224 on the generated head.
+"""Renderer benchmark: rasterize + interpolate + shade at 224 x 224 on an embedded head (``--flame ict``, the
+default, or ``--flame generated``, the mannequin).
 
 Prints milliseconds per image for batch 1, 8 and 32, forward and forward+backward, for the torch backend on
 the CPU and, when CUDA and nvdiffrast are present, for both backends on the GPU, with peak memory (CUDA
@@ -9,13 +10,14 @@ Run: ``make bench``.
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 
 import torch
 from report import DEFAULT_OUT, Report, peak_memory_mb
 
-from decalite.flame.layer import FlameLayer
-from decalite.flame.synthetic import generate_head
+from decalite.config import FlameConfig
+from decalite.factory import load_assets, load_flame_layer
 from decalite.geometry.lighting import white_light
 from decalite.render.raster_nvdiffrast import is_available as nvdiffrast_available
 from decalite.render.renderer import Renderer
@@ -33,12 +35,14 @@ def _time(fn, repeats: int, device: torch.device) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-def bench(backend: str, device: torch.device, batches: list[int], size: int, repeats: int,
+def bench(backend: str, device: torch.device, batches: list[int], size: int, repeats: int, flame: str,
           report: Report | None = None) -> None:
-    head = generate_head(0)
-    layer = FlameLayer(head.model, head.embedding).to(device)
-    renderer = Renderer(head.uv, head.face_eye_mask, image_size=size, backend=backend).to(device)
-    albedo = torch.from_numpy(head.albedo.mean).permute(2, 0, 1)[None].to(device)  # (H, W, 3) -> (1, 3, H, W)
+    with tempfile.TemporaryDirectory() as cache:
+        cfg = FlameConfig(dir=None, embedded=flame, n_exp=44 if flame == "ict" else 50)
+        assets = load_assets(cfg, cache)
+        layer = load_flame_layer(cfg, cache).to(device)
+    renderer = Renderer(assets.uv, assets.face_eye_mask, image_size=size, backend=backend).to(device)
+    albedo = torch.from_numpy(assets.albedo.mean).permute(2, 0, 1)[None].to(device)  # (H, W, 3) -> (1, 3, H, W)
     for batch in batches:
         gen = torch.Generator().manual_seed(0)
         with torch.no_grad():
@@ -62,10 +66,11 @@ def bench(backend: str, device: torch.device, batches: list[int], size: int, rep
         covered = forward().alpha.mean().item() * size * size
         t_f = _time(forward, repeats, device) / batch * 1000
         t_fb = _time(forward_backward, repeats, device) / batch * 1000
-        print(f"{backend:>10} {device.type:>4} batch {batch:>3}: forward {t_f:7.2f} ms/image, "
+        print(f"{flame:>9} {backend:>10} {device.type:>4} batch {batch:>3}: forward {t_f:7.2f} ms/image, "
               f"forward+backward {t_fb:7.2f} ms/image, {covered:,.0f} pixels covered per image")
         if report is not None:
-            report.add(backend=backend, device=device.type, batch=batch, size=size, forward_ms_per_image=t_f,
+            report.add(flame=flame, vertices=verts.shape[1],
+                       backend=backend, device=device.type, batch=batch, size=size, forward_ms_per_image=t_f,
                        forward_backward_ms_per_image=t_fb, pixels_covered=covered, peak_mb=peak_memory_mb(device),
                        repeats=repeats)
 
@@ -76,6 +81,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    parser.add_argument("--flame", nargs="+", default=["ict", "generated"], choices=["ict", "generated"],
+                        help="embedded heads to time (ICT Face Model Light, the mannequin)")
     parser.add_argument("--cpu-only", action="store_true", help="skip the GPU even when CUDA is available")
     parser.add_argument("--out", default=DEFAULT_OUT, help="folder for render.json / render.md ('' : none)")
     args = parser.parse_args()
@@ -85,14 +92,15 @@ def main() -> None:
     report.note(f"rasterize + interpolate + shade at {args.size}x{args.size}, {args.repeats} repeats after a warm-up; "
                 "ms per image; peak_mb: CUDA max_memory_allocated per batch size, CPU ru_maxrss of the process")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, image {args.size}x{args.size}")
-    bench("torch", torch.device("cpu"), args.batches, args.size, args.repeats, report)
-    if torch.cuda.is_available() and not args.cpu_only:
-        bench("torch", torch.device("cuda"), args.batches, args.size, args.repeats, report)
-        if nvdiffrast_available():
-            bench("nvdiffrast", torch.device("cuda"), args.batches, args.size, args.repeats, report)
-        else:
-            print("nvdiffrast not installed: skipped (see README, 'Rasterizer backends')")
-            report.note("nvdiffrast not installed: skipped")
+    for flame in args.flame:
+        bench("torch", torch.device("cpu"), args.batches, args.size, args.repeats, flame, report)
+        if torch.cuda.is_available() and not args.cpu_only:
+            bench("torch", torch.device("cuda"), args.batches, args.size, args.repeats, flame, report)
+            if nvdiffrast_available():
+                bench("nvdiffrast", torch.device("cuda"), args.batches, args.size, args.repeats, flame, report)
+    if torch.cuda.is_available() and not args.cpu_only and not nvdiffrast_available():
+        print("nvdiffrast not installed: skipped (see README, 'Rasterizer backends')")
+        report.note("nvdiffrast not installed: skipped")
     if args.out:
         print("wrote", *report.write(args.out))
 

@@ -67,7 +67,7 @@ def build_renderer(renderer: RendererConfig, assets: FlameAssets,
 
 
 def load_flame_layer(flame: FlameConfig | None = None, cache_dir: str | Path | None = None) -> FlameLayer:
-    """The FLAME layer alone (default: the embedded ICT head with 100 shape and 50 expression components)."""
+    """The FLAME layer alone (default: the embedded ICT head with 100 shape and 44 expression components)."""
     flame = flame or FlameConfig(dir=None)
     return build_flame(flame, load_assets(flame, cache_dir, albedo=False))
 
