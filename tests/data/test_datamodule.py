@@ -23,7 +23,7 @@ from decalite.data.augment import (
     random_crop_params,
     warp_group,
 )
-from decalite.data.datamodule import IdentityGroupDataModule, IdentityGroupDataset, expand_urls
+from decalite.data.datamodule import IdentityGroupDataModule, IdentityGroupDataset, even_shares, expand_urls
 from decalite.data.shards import IdentitySample, encode_sample, write_shard
 
 SIZE = 256
@@ -157,12 +157,54 @@ def test_colour_jitter_is_deterministic_and_bounded():
     assert torch.equal(a, b) and not torch.equal(a, images) and 0 <= a.min() and a.max() <= 1
 
 
+def _valid_names(batch: dict) -> list[str]:
+    return [n for n, v in zip(batch["identity"], batch["valid"][:, 0].tolist()) if v > 0]
+
+
 def test_eval_ranks_and_workers_see_disjoint_identities_covering_all(shards):
     names: list[str] = []
     for rank in range(2):
         loader = _module(shards, rank=rank, world_size=2, num_workers=2, batch_size=1).val_dataloader()
-        names += [n for batch in loader for n in batch["identity"]]
+        names += [n for batch in loader for n in _valid_names(batch)]
     assert sorted(names) == [f"id{i:02d}" for i in range(N_SHARDS * PER_SHARD)]  # no repeats, none missing
+
+
+@pytest.mark.parametrize("n_shards", [1, 2, 3])
+@pytest.mark.parametrize("world, workers, batch", [(2, 0, 2), (3, 0, 1), (2, 2, 2)])
+def test_eval_ranks_get_equal_batches_and_each_sample_once(shards, n_shards, world, workers, batch):
+    """DDP runs one forward per validation batch on every rank: ranks must see equally many batches (issue 18:
+    1 or 3 validation shards on 2 ranks crashed gloo), while the real (valid) samples cover each one once."""
+    urls = [str(shards / f"shard-{s:03d}.tar") for s in range(n_shards)]
+    counts, names = [], []
+    for rank in range(world):
+        loader = _module(shards, val_urls=urls, rank=rank, world_size=world, num_workers=workers,
+                         batch_size=batch, image_size=32).val_dataloader()
+        batches = list(loader)
+        counts.append(len(batches))
+        names += [n for b in batches for n in _valid_names(b)]
+    assert len(set(counts)) == 1, counts
+    assert sorted(names) == [f"id{i:02d}" for i in range(n_shards * PER_SHARD)]
+
+
+def test_even_shares_pad_every_slot_to_the_same_length_and_replace_corrupt_samples():
+    def decode(raw):
+        if raw == "bad":
+            raise ValueError("corrupt")
+        return raw
+
+    for n in range(0, 8):
+        for slots in (1, 2, 3, 5):
+            shares = [list(even_shares(iter([f"s{j}" for j in range(n)]), slot, slots, decode))
+                      for slot in range(slots)]
+            assert {len(x) for x in shares} == {-(-n // slots)}
+            real = sorted(item for share in shares for item, pad in share if not pad)
+            assert real == sorted(f"s{j}" for j in range(n))
+    stream = ["s0", "bad", "s2", "s3", "bad", "s5"]
+    shares = [list(even_shares(iter(stream), slot, 2, decode)) for slot in range(2)]
+    assert [len(x) for x in shares] == [3, 3]
+    assert sorted(i for share in shares for i, pad in share if not pad) == ["s0", "s2", "s3", "s5"]
+    # A slot whose only samples are corrupt still fills its share, with a sample from the stream.
+    assert list(even_shares(iter(["s0", "bad"]), 1, 2, decode)) == [("s0", True)]
 
 
 def test_train_ranks_yield_the_same_number_of_batches_per_epoch(shards):

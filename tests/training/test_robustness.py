@@ -318,11 +318,28 @@ def _run_dirs(root: Path) -> list[Path]:
     return sorted(p.parent for p in root.rglob(".hydra"))
 
 
+# Validate (the sanity check, then at step 2) over the whole validation set, with 2 groups per batch: 2 val
+# identities in one shard give rank 0 one batch and rank 1 none without padding (issue 18: gloo crashed there).
+VALIDATE = ["++trainer.limit_val_batches=1.0", "++trainer.num_sanity_val_steps=2", "++trainer.val_check_interval=2",
+            "++trainer.check_val_every_n_epoch=null"]
+
+
+def _val_rows(run: Path) -> list[dict[str, str]]:
+    """The rows of the run's metrics.csv that hold a validation landmark error."""
+    import csv
+
+    files = list(run.rglob("metrics.csv"))
+    assert len(files) == 1, files
+    with open(files[0]) as f:
+        return [row for row in csv.DictReader(f) if row.get("val/landmark_nme")]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_ddp_sim_runs_two_ranks_and_writes_one_run_folder(ws):
     logs = ws / "ddp_logs"
-    cmd = _cli(ws, "trainer=ddp_sim", "trainer.max_steps=2", f"paths.log_dir={logs}", f"hydra.run.dir={logs}/run")
+    cmd = _cli(ws, "trainer=ddp_sim", "trainer.max_steps=2", f"paths.log_dir={logs}", f"hydra.run.dir={logs}/run",
+               *VALIDATE)
     proc = subprocess.run(cmd, check=False, cwd=REPO, capture_output=True, text=True, env=_env(), timeout=360)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
@@ -333,6 +350,25 @@ def test_ddp_sim_runs_two_ranks_and_writes_one_run_folder(ws):
     assert _adam_steps(checkpoint) == {2.0}
     metrics = list((logs / "run" / "csv").rglob("metrics.csv"))
     assert len(metrics) == 1 and "train/loss" in metrics[0].read_text().splitlines()[0]  # rank zero logs once
+    rows = _val_rows(logs / "run")
+    assert len(rows) == 1 and 0.0 < float(rows[0]["val/landmark_nme"]) < 2.0, rows  # validated once, at step 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_ddp_sim_validates_three_shards_on_two_ranks(ws):
+    """3 validation shards of one identity each on 2 ranks: rank 0 reads 2, rank 1 one, unless split evenly."""
+    logs, data = ws / "ddp3_logs", ws / "data3"
+    paths = [f"paths.data_dir={data}", f"paths.log_dir={logs}", f"paths.cache_dir={os.environ['DECALITE_CACHE']}"]
+    cmd = [sys.executable, "-m", "decalite.cli.train", *TINY, *paths, "data.synthetic.val_identities=3",
+           "data.synthetic.identities_per_shard=1", "data.batch_size=1", "trainer=ddp_sim", "trainer.max_steps=2",
+           f"hydra.run.dir={logs}/run", *VALIDATE]
+    proc = subprocess.run(cmd, check=False, cwd=REPO, capture_output=True, text=True, env=_env(), timeout=360)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert len(list(data.rglob("val*/*.tar")) or list(data.rglob("*val*.tar"))) == 3, sorted(data.rglob("*.tar"))
+    rows = _val_rows(logs / "run")
+    assert len(rows) == 1 and 0.0 < float(rows[0]["val/landmark_nme"]) < 2.0, rows
 
 
 @pytest.mark.slow
@@ -341,7 +377,7 @@ def test_ddp_sim_multirun_writes_exactly_two_jobs(ws):
     logs = ws / "sweep_logs"
     sweep = logs / "sweep"
     cmd = _cli(ws, "optim.lr=1e-4,2e-4", "trainer=ddp_sim", "trainer.max_steps=2", f"paths.log_dir={logs}",
-               f"hydra.sweep.dir={sweep}", multirun=True)
+               f"hydra.sweep.dir={sweep}", *VALIDATE, multirun=True)
     proc = subprocess.run(cmd, check=False, cwd=REPO, capture_output=True, text=True, env=_env(), timeout=480)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
@@ -352,6 +388,7 @@ def test_ddp_sim_multirun_writes_exactly_two_jobs(ws):
         checkpoint = _load(sweep / job / "checkpoints" / "last.ckpt")
         assert checkpoint["global_step"] == 2
         lrs.add(checkpoint["optimizer_states"][0]["param_groups"][0]["initial_lr"])
+        assert len(_val_rows(sweep / job)) == 1  # each job validated across its two ranks
     assert lrs == {1e-4, 2e-4}
 
 

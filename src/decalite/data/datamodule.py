@@ -8,12 +8,16 @@ warps them with DECA's random crop (:mod:`decalite.data.augment`) and yields one
     masks      (K, 1, S, S) float in [0, 1]
     crop       (K, 2, 3)    float, stored-crop -> output-crop pixel matrices (to carry gt cameras along)
     identity   str
+    valid      (K,)         float, 1 for a real sample, 0 for an evaluation pad (see below)
     shape, tex, exp, pose, cam, light, detail, verts, disp: ground truth of the chosen images when the shard
                has it (synthetic data; of the *stored* crop, see ``crop``)
 
 Training streams are infinite and resampled (:class:`webdataset.ResampledShards`), seeded per
 (seed, rank, worker, epoch), and cut to a fixed number of samples per worker so every rank sees the same number
-of batches per epoch. Evaluation streams read each shard once, split disjointly across ranks then workers.
+of batches per epoch. Evaluation streams read each sample once: in one process split by shard across workers;
+under DDP (world size > 1) split by sample across every (rank, worker) and padded to equal shares, so every rank
+runs the same number of validation steps (DDP's forward synchronises the ranks at each one). Padding repeats a
+sample and is flagged ``valid = 0``; :class:`decalite.training.base.StageModule` leaves those out of the metrics.
 
 Corrupt data are skipped, never fatal: tar-level errors (truncated or unreadable shards) go through a counting
 webdataset handler and samples that fail :func:`decode_sample` (bad JPEG, missing files) are dropped. Each is
@@ -117,6 +121,55 @@ def split_by_rank(rank: int, world_size: int) -> Callable[[Any], Iterator[Any]]:
     return stage
 
 
+def even_shares(src: Iterator[dict[str, Any]], slot: int, slots: int,
+                decode: Callable[[dict[str, Any]], Any]) -> Iterator[tuple[Any, bool]]:
+    """A pipeline stage: samples ``j`` with ``j % slots == slot`` of the whole stream, decoded, then padding so
+    every slot yields exactly ceil(N / slots) items, N the number of raw samples in the stream.
+
+    Yields (decoded, is_pad). A sample that fails ``decode`` (it raises) is replaced by a pad, so corrupt data
+    cannot make slots unequal; pads repeat the slot's last good sample (or, for a slot with none, the first
+    sample of the stream that decodes). Every slot reads the whole stream, ``slots`` times the reading of a
+    disjoint split: meant for evaluation sets.
+    """
+    kept = 0
+    count = 0
+    last: Any = None
+    first_raw: list[dict[str, Any]] = []
+    pending = 0
+    for j, raw in enumerate(src):
+        count = j + 1
+        if not first_raw:
+            first_raw.append(raw)
+        if j % slots != slot:
+            continue
+        kept += 1
+        try:
+            item = decode(raw)
+        except Exception:  # noqa: BLE001 - decode logs and counts its failures; the slot stays full with a pad
+            pending += 1
+            continue
+        last = item
+        yield item, False
+        for _ in range(pending):
+            yield last, True
+        pending = 0
+    share = -(-count // slots)
+    missing = share - (kept - pending)
+    if missing <= 0:
+        return
+    if last is None and first_raw:
+        for raw in first_raw:
+            try:
+                last = decode(raw)
+            except Exception:  # noqa: BLE001
+                last = None
+    if last is None:
+        raise RuntimeError(f"evaluation stream slot {slot} of {slots}: no sample decodes, so the ranks cannot be "
+                           "given equal shares; check the validation shards")
+    for _ in range(missing):
+        yield last, True
+
+
 # ------------------------------------------------------------------------------------------------------ dataset
 
 
@@ -205,14 +258,22 @@ class IdentityGroupDataset(IterableDataset):
             return [wds.ResampledShards(self.urls, seed=self.seed, worker_seed=lambda: seed, deterministic=True)]
         return [wds.SimpleShardList(self.urls), split_by_rank(rank, world), wds.split_by_worker]
 
-    def _decode(self, src: Iterator[dict[str, Any]], generator: torch.Generator) -> Iterator[IdentitySample]:
-        """Pipeline stage: raw samples -> IdentitySample of the K chosen images (only those are decoded),
-        skipping (and counting) the ones that do not decode."""
+    def _decode_one(self, raw: dict[str, Any], generator: torch.Generator) -> IdentitySample:
+        """Raw sample -> IdentitySample of the K chosen images (only those are decoded); failures are logged,
+        counted and re-raised."""
+        try:
+            return decode_sample(raw, self.choose(sample_size(raw), generator).tolist())
+        except Exception as exc:
+            self._count_corrupt(f"sample {raw.get('__key__', '?')!r} of {raw.get('__url__', '?')}", exc)
+            raise
+
+    def _decode(self, src: Iterator[dict[str, Any]], generator: torch.Generator) -> Iterator[tuple[IdentitySample, bool]]:
+        """Pipeline stage: raw samples -> (IdentitySample, is_pad=False), skipping the ones that do not decode."""
         for raw in src:
             try:
-                yield decode_sample(raw, self.choose(sample_size(raw), generator).tolist())
-            except Exception as exc:  # noqa: BLE001 - any undecodable sample is skipped, logged and counted
-                self._count_corrupt(f"sample {raw.get('__key__', '?')!r} of {raw.get('__url__', '?')}", exc)
+                yield self._decode_one(raw, generator), False
+            except Exception:  # noqa: BLE001 - any undecodable sample is skipped (logged and counted)
+                continue
 
     def __iter__(self) -> Iterator[Group]:
         self.epoch += 1
@@ -220,13 +281,19 @@ class IdentityGroupDataset(IterableDataset):
         worker, workers = worker_id_count()
         self._where = f"rank {rank} worker {worker}"
         generator = torch.Generator().manual_seed(mix_seed(self.seed, rank, worker, self.epoch, 1))
-        stages: list[Any] = self._shard_source(rank, world, worker, self.epoch)
+        even = not self.train and world > 1
+        stages: list[Any] = [wds.SimpleShardList(self.urls)] if even else \
+            self._shard_source(rank, world, worker, self.epoch)
         stages.append(wds.tarfile_to_samples(handler=self._tar_handler))
         if self.train and self.shuffle_buffer > 0:
             rng = random.Random(mix_seed(self.seed, rank, worker, self.epoch, 2))
             stages.append(wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng))
-        stages.append(lambda src: self._decode(src, generator))
-        stages.append(wds.map(lambda s: self.make_group(s, generator)))
+        if even:
+            stages.append(lambda src: even_shares(src, rank * workers + worker, world * workers,
+                                                  lambda raw: self._decode_one(raw, generator)))
+        else:
+            stages.append(lambda src: self._decode(src, generator))
+        stages.append(wds.map(lambda item: self.make_group(item[0], generator, pad=item[1])))
         pipeline = wds.DataPipeline(*stages)
         limit = self.samples_per_worker(workers) if self.train else None
         if limit is not None:
@@ -243,8 +310,9 @@ class IdentityGroupDataset(IterableDataset):
             return torch.randperm(n, generator=generator)[: self.k]
         return torch.randint(n, (self.k,), generator=generator)
 
-    def make_group(self, sample: IdentitySample, generator: torch.Generator) -> Group:
-        """Crop/warp/jitter the K images of a decoded sample (see ``_decode``) and normalise their landmarks."""
+    def make_group(self, sample: IdentitySample, generator: torch.Generator, pad: bool = False) -> Group:
+        """Crop/warp/jitter the K images of a decoded sample (see ``_decode``) and normalise their landmarks;
+        ``pad`` marks an evaluation pad (``valid`` = 0)."""
         images = torch.from_numpy(sample.images).permute(0, 3, 1, 2)  # (K, H, W, 3) -> (K, 3, H, W)
         images = images.float() / 255.0
         masks = torch.from_numpy(sample.masks)[:, None].float() / 255.0  # (K, H, W) -> (K, 1, H, W)
@@ -259,7 +327,8 @@ class IdentityGroupDataset(IterableDataset):
         if self.train and self.jitter is not None:
             images = self.jitter(images, generator)
         group: Group = {"images": images.clamp(0.0, 1.0), "landmarks": normalise_landmarks(landmarks, self.image_size),
-                        "masks": masks.clamp(0.0, 1.0), "crop": matrices.float(), "identity": sample.identity}
+                        "masks": masks.clamp(0.0, 1.0), "crop": matrices.float(), "identity": sample.identity,
+                        "valid": torch.full((images.shape[0],), 0.0 if pad else 1.0)}
         group.update({k: torch.from_numpy(np.asarray(sample.gt[k], dtype=np.float32)) for k in GT_KEYS if k in sample.gt})
         return group
 
@@ -356,7 +425,8 @@ class IdentityGroupDataModule(pl.LightningDataModule):
         return self._loader(self._dataset(self.train_urls, train=True), train=True)
 
     def val_dataloader(self) -> DataLoader:
-        """One disjoint pass over the validation shards (centre crops at the mid scale, no jitter)."""
+        """One pass over the validation samples (centre crops at the mid scale, no jitter); under DDP every rank
+        gets the same number of batches (see the module docstring)."""
         if self.val_urls is None:
             return []  # type: ignore[return-value]  # Lightning accepts an empty list: no validation
         return self._loader(self._dataset(self.val_urls, train=False), train=False)

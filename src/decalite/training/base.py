@@ -31,6 +31,29 @@ def flatten_groups(batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], int,
     return flat, groups, k  # each (B, K, ...) -> (B*K, ...)
 
 
+def valid_groups(batch: dict[str, Any]) -> dict[str, Any] | None:
+    """The batch without its evaluation pads (groups with ``valid`` = 0, see :mod:`decalite.data.datamodule`);
+    None when nothing is left. Batches without ``valid`` pass unchanged."""
+    valid = batch.get("valid")
+    if valid is None:
+        return batch
+    keep = valid.reshape(valid.shape[0], -1)[:, 0] > 0  # (B,)
+    if bool(keep.all()):
+        return batch
+    if not bool(keep.any()):
+        return None
+    index = torch.nonzero(keep).squeeze(1)
+    out: dict[str, Any] = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == keep.shape[0]:
+            out[key] = value[index]
+        elif isinstance(value, list) and len(value) == keep.shape[0]:
+            out[key] = [value[i] for i in index.tolist()]
+        else:
+            out[key] = value
+    return out
+
+
 def _lr_lambda(cfg, total_steps: int):
     def factor(step: int) -> float:
         if cfg.warmup_steps and step < cfg.warmup_steps:
@@ -135,13 +158,45 @@ class StageModule(pl.LightningModule):
         self.log("train/skipped_steps", float(self.skipped_steps), batch_size=batch_size)
         return result.total
 
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums: dict[str, list[float]] = {}
+
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Validation metrics are image-weighted sums over the epoch, reduced over the ranks at its end, so each
+        sample counts once whatever its rank and batch; evaluation pads (``valid`` = 0) are left out."""
+        batch = valid_groups(batch)
+        if batch is None:
+            return  # padding only: this rank ran the step (DDP's forward) so the ranks stay in step
         result, metrics, visuals = self.compute(batch)
         self.last_val_visuals = visuals
-        batch_size = int(batch["images"].shape[0] * batch["images"].shape[1])
-        self.log("val/loss", result.total, sync_dist=True, batch_size=batch_size)
-        for name, value in metrics.items():
-            self.log(f"val/{name}", value, sync_dist=True, prog_bar=name == "landmark_nme", batch_size=batch_size)
+        images = float(batch["images"].shape[0] * batch["images"].shape[1])
+        sums = getattr(self, "_val_sums", None)
+        if sums is None:
+            sums = self._val_sums = {}
+        for name, value in {"loss": result.total, **metrics}.items():
+            value = float(value.detach())
+            if math.isfinite(value):
+                entry = sums.setdefault(name, [0.0, 0.0])
+                entry[0] += value * images
+                entry[1] += images
+
+    def on_validation_epoch_end(self) -> None:
+        sums = getattr(self, "_val_sums", {})
+        names = sorted(sums)
+        if self.trainer is not None and self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(gathered, names)  # a rank may hold only pads: agree on the names
+            names = sorted({n for part in gathered for n in part})
+        if not names:
+            return
+        totals = torch.tensor([sums.get(n, [0.0, 0.0]) for n in names], dtype=torch.float64, device=self.device)
+        if self.trainer is not None and self.trainer.world_size > 1:
+            totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
+        for name, (total, count) in zip(names, totals.tolist()):
+            if count > 0:
+                self.log(f"val/{name}", total / count, sync_dist=True,  # equal on every rank already: quiets Lightning
+                         prog_bar=name == "landmark_nme")
+        self._val_sums = {}
 
     def configure_optimizers(self):
         opt_cfg = self.cfg.optim
