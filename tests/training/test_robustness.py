@@ -456,6 +456,8 @@ def test_synthetic_data_of_other_settings_is_refused_and_an_interrupted_write_re
     assert err.value.path == str(train)
     with pytest.raises(AssetError, match="size: 48 there, 40 configured"):
         ensure_synthetic_data(_cfg(ws, "settings40", f"data.synthetic.root={root}", "data.synthetic.size=40"))
+    with pytest.raises(AssetError, match="shape_std: 1.0 there, 2.0 configured"):  # another identity world
+        ensure_synthetic_data(_cfg(ws, "std2", f"data.synthetic.root={root}", "data.synthetic.shape_std=2.0"))
 
     # interrupted after the first shard: the manifest lists one shard, the second tar is missing
     first, second = manifest["shards"]

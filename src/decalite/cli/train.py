@@ -64,7 +64,8 @@ def ensure_synthetic_data(cfg: DictConfig) -> None:
         synth = SyntheticConfig(identities=int(count), images_per_identity=int(spec.images_per_identity),
                                 size=int(spec.size), render_size=int(spec.render_size), seed=int(seed),
                                 uv_size=int(cfg.renderer.uv_size), n_shape=int(cfg.flame.n_shape),
-                                n_exp=int(cfg.flame.n_exp), n_tex=int(cfg.flame.n_tex))
+                                n_exp=int(cfg.flame.n_exp), n_tex=int(cfg.flame.n_tex),
+                                shape_std=float(spec.get("shape_std", 1.0)))
         if (out / "manifest.json").exists():
             written = _check_synthetic_settings(out, synth)
             marker = out / SOURCE_FILE
@@ -88,7 +89,7 @@ def ensure_synthetic_data(cfg: DictConfig) -> None:
 #: The settings :func:`ensure_synthetic_data` derives from the config; existing shards must have been written with
 #: the same ones (the manifest records them), or training would silently use other data than configured.
 CHECKED_SETTINGS = ("identities", "images_per_identity", "size", "render_size", "seed", "uv_size", "n_shape",
-                    "n_exp", "n_tex")
+                    "n_exp", "n_tex", "shape_std")
 
 
 def _check_synthetic_settings(out: Path, wanted) -> int:
