@@ -68,16 +68,19 @@ def test_collect_merges_reports(report, tmp_path):
 def test_bench_render_writes_its_report(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, str(BENCH / "bench_render.py"), "--batches", "1", "--size", "32",
-                           "--repeats", "1", "--threads", "1", "--cpu-only", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120, env=env, check=False)
+                           "--repeats", "1", "--threads", "1", "--cpu-only", "--flame", "ict", "generated",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120, env=env, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "forward" in proc.stdout  # the printed figures stay
     data = json.loads((tmp_path / "render.json").read_text())
     assert data["benchmark"] == "render" and data["machine"]["torch_threads"] == 1
-    (row,) = data["rows"]
-    assert row["backend"] == "torch" and row["device"] == "cpu" and row["batch"] == 1 and row["size"] == 32
-    assert row["forward_ms_per_image"] > 0 and row["peak_mb"] > 0
-    assert "| torch | cpu | 1 | 32 |" in (tmp_path / "render.md").read_text()
+    ict, generated = data["rows"]  # one row per head, ICT first
+    assert (ict["flame"], generated["flame"]) == ("ict", "generated")
+    assert ict["vertices"] > generated["vertices"]  # the ICT head is the larger mesh (10,000 vs 5,824)
+    for row in (ict, generated):
+        assert row["backend"] == "torch" and row["device"] == "cpu" and row["batch"] == 1 and row["size"] == 32
+        assert row["forward_ms_per_image"] > 0 and row["peak_mb"] > 0
+    assert "| ict | 10000 | torch | cpu | 1 | 32 |" in (tmp_path / "render.md").read_text()
 
 
 def test_columns_pick_the_table_and_the_json_keeps_every_field(report, tmp_path):
