@@ -16,8 +16,9 @@ import time
 import torch
 from report import DEFAULT_OUT, Report, peak_memory_mb
 
-from decalite.config import FlameConfig
-from decalite.factory import load_assets, load_flame_layer
+from decalite.cli.schema import compose_typed
+from decalite.config import ReconstructConfig
+from decalite.factory import build_flame, load_assets
 from decalite.geometry.lighting import white_light
 from decalite.render.raster_nvdiffrast import is_available as nvdiffrast_available
 from decalite.render.renderer import Renderer
@@ -38,9 +39,9 @@ def _time(fn, repeats: int, device: torch.device) -> float:
 def bench(backend: str, device: torch.device, batches: list[int], size: int, repeats: int, flame: str,
           report: Report | None = None) -> None:
     with tempfile.TemporaryDirectory() as cache:
-        cfg = FlameConfig(dir=None, embedded=flame, n_exp=44 if flame == "ict" else 50)
+        cfg = compose_typed("reconstruct", ["input=x", f"flame={flame}"], ReconstructConfig).flame  # conf/flame/*.yaml
         assets = load_assets(cfg, cache)
-        layer = load_flame_layer(cfg, cache).to(device)
+    layer = build_flame(cfg, assets).to(device)
     renderer = Renderer(assets.uv, assets.face_eye_mask, image_size=size, backend=backend).to(device)
     albedo = torch.from_numpy(assets.albedo.mean).permute(2, 0, 1)[None].to(device)  # (H, W, 3) -> (1, 3, H, W)
     for batch in batches:

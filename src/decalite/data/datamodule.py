@@ -131,38 +131,32 @@ def even_shares(src: Iterator[dict[str, Any]], slot: int, slots: int,
     sample of the stream that decodes). Every slot reads the whole stream, ``slots`` times the reading of a
     disjoint split: meant for evaluation sets.
     """
-    kept = 0
-    count = 0
+    kept = count = pending = 0
     last: Any = None
-    first_raw: list[dict[str, Any]] = []
-    pending = 0
+    first: dict[str, Any] | None = None
     for j, raw in enumerate(src):
         count = j + 1
-        if not first_raw:
-            first_raw.append(raw)
+        first = raw if first is None else first
         if j % slots != slot:
             continue
         kept += 1
         try:
-            item = decode(raw)
+            last = decode(raw)
         except Exception:  # noqa: BLE001 - decode logs and counts its failures; the slot stays full with a pad
             pending += 1
             continue
-        last = item
-        yield item, False
+        yield last, False
         for _ in range(pending):
             yield last, True
         pending = 0
-    share = -(-count // slots)
-    missing = share - (kept - pending)
+    missing = -(-count // slots) - (kept - pending)
     if missing <= 0:
         return
-    if last is None and first_raw:
-        for raw in first_raw:
-            try:
-                last = decode(raw)
-            except Exception:  # noqa: BLE001
-                last = None
+    if last is None and first is not None:
+        try:
+            last = decode(first)
+        except Exception:  # noqa: BLE001 - reported below
+            last = None
     if last is None:
         raise RuntimeError(f"evaluation stream slot {slot} of {slots}: no sample decodes, so the ranks cannot be "
                            "given equal shares; check the validation shards")

@@ -86,6 +86,7 @@ class StageModule(pl.LightningModule):
         for net in self.pretrained.values():
             net.requires_grad_(False)
         self.skipped_steps = 0
+        self._val_sums: dict[str, list[float]] = {}  # metric -> [image-weighted sum, images] this validation epoch
         self.generator = torch.Generator().manual_seed(0)
         self.train()  # builders may hand over modules in eval mode; frozen parts stay in eval (see train())
 
@@ -159,7 +160,7 @@ class StageModule(pl.LightningModule):
         return result.total
 
     def on_validation_epoch_start(self) -> None:
-        self._val_sums: dict[str, list[float]] = {}
+        self._val_sums = {}
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Validation metrics are image-weighted sums over the epoch, reduced over the ranks at its end, so each
@@ -170,18 +171,15 @@ class StageModule(pl.LightningModule):
         result, metrics, visuals = self.compute(batch)
         self.last_val_visuals = visuals
         images = float(batch["images"].shape[0] * batch["images"].shape[1])
-        sums = getattr(self, "_val_sums", None)
-        if sums is None:
-            sums = self._val_sums = {}
         for name, value in {"loss": result.total, **metrics}.items():
             value = float(value.detach())
             if math.isfinite(value):
-                entry = sums.setdefault(name, [0.0, 0.0])
+                entry = self._val_sums.setdefault(name, [0.0, 0.0])
                 entry[0] += value * images
                 entry[1] += images
 
     def on_validation_epoch_end(self) -> None:
-        sums = getattr(self, "_val_sums", {})
+        sums = self._val_sums
         names = sorted(sums)
         if self.trainer is not None and self.trainer.world_size > 1 and torch.distributed.is_initialized():
             gathered: list[Any] = [None] * self.trainer.world_size
@@ -196,7 +194,6 @@ class StageModule(pl.LightningModule):
             if count > 0:
                 self.log(f"val/{name}", total / count, sync_dist=True,  # equal on every rank already: quiets Lightning
                          prog_bar=name == "landmark_nme")
-        self._val_sums = {}
 
     def configure_optimizers(self):
         opt_cfg = self.cfg.optim
