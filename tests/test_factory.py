@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from decalite.config import FlameConfig, ModelConfig, PathsConfig, RendererConfig
+from decalite.errors import AssetError
+from decalite.nets.codes import split_code
 from decalite.factory import build_deca, build_flame, build_renderer, load_assets
 
 
@@ -49,3 +53,19 @@ def test_build_deca_rejects_code_sizes_that_differ_from_the_flame_layer(head_cac
     with pytest.raises(ValueError, match="flame.n_shape"):
         build_deca(FlameConfig(dir=None, n_shape=10, n_exp=5), ModelConfig(n_shape=20, n_exp=5), RendererConfig(),
                    PathsConfig(cache_dir=str(head_cache)))
+
+
+def test_detail_decoder_size_round_trips_through_a_checkpoint(head_cache, tmp_path):
+    """model.detail_size=64 trains, saves and loads back; a model of another size refuses the file by name."""
+    flame, renderer = FlameConfig(dir=None, n_shape=10, n_exp=5), RendererConfig(image_size=32, uv_size=64, backend="torch")
+    paths = PathsConfig(cache_dir=str(head_cache))
+    small = ModelConfig(backbone="resnet18", n_shape=10, n_exp=5, detail_size=64)
+    deca, _ = build_deca(flame, small, renderer, paths)
+    assert deca.detail_decoder.out_size == 64
+    torch.save({"state_dict": {f"deca.{k}": v for k, v in deca.state_dict().items()}}, tmp_path / "last.ckpt")
+    again, _ = build_deca(flame, replace(small, checkpoint=str(tmp_path / "last.ckpt")), renderer, paths)
+    code = split_code(torch.randn(2, deca.sizes.coarse), deca.sizes, detail=torch.randn(2, deca.sizes.n_detail))
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval().displacement(code), deca.eval().displacement(code))
+    with pytest.raises(AssetError, match="model.detail_size=256.*set model.detail_size=64"):
+        build_deca(flame, replace(small, detail_size=256, checkpoint=str(tmp_path / "last.ckpt")), renderer, paths)

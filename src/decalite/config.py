@@ -66,6 +66,8 @@ class ModelConfig:
         backbone: encoder backbone ("resnet50" as DECA, "resnet18" for small CPU runs).
         n_shape, n_exp, n_tex: code sizes (the YAML ties them to the flame group's).
         n_detail: size of the detail code.
+        detail_size: side of the detail decoder's displacement map (DECA: 256; 16-128 for small UV maps, see
+            :data:`decalite.nets.detail_decoder.OUTPUT_SIZES`).
         checkpoint: an official ``deca_model.tar`` or a decalite checkpoint; None: untrained networks.
         fixed_displacement: DECA's ``fixed_displacement_256.npy``; None: the FLAME folder's file when present.
     """
@@ -75,6 +77,7 @@ class ModelConfig:
     n_exp: int = 44  # the ICT head has 44 (FLAME 2020: 100)
     n_tex: int = 50
     n_detail: int = 128
+    detail_size: int = 256
     checkpoint: str | None = None
     fixed_displacement: str | None = None
 

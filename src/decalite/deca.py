@@ -29,6 +29,7 @@ class DECA(nn.Module):
         sizes: code sizes.
         albedo: albedo model (its n_tex must match ``sizes.n_tex``), or None for a grey albedo.
         backbone: encoder backbone ("resnet50" as in DECA; "resnet18" for small CPU configurations).
+        detail_size: side of F_d's displacement map (DECA: 256; smaller for small UV maps).
 
     DECA's fixed displacement map (``fixed_displacement_256.npy``) belongs to the renderer's detail path
     (:class:`~decalite.render.renderer.Renderer`), which adds it to every predicted displacement.
@@ -41,6 +42,7 @@ class DECA(nn.Module):
         sizes: CodeSizes = CodeSizes(),
         albedo: AlbedoModel | None = None,
         backbone: str = "resnet50",
+        detail_size: int = 256,
     ) -> None:
         super().__init__()
         if (flame.n_shape, flame.n_exp) != (sizes.n_shape, sizes.n_exp):
@@ -53,7 +55,7 @@ class DECA(nn.Module):
         self.albedo = albedo
         self.coarse_encoder = ResnetEncoder(sizes.coarse, backbone)
         self.detail_encoder = ResnetEncoder(sizes.n_detail, backbone)
-        self.detail_decoder = DetailDecoder(sizes.detail_latent)
+        self.detail_decoder = DetailDecoder(sizes.detail_latent, out_size=detail_size)
 
     def networks(self) -> dict[str, nn.Module]:
         """The trainable networks by the names checkpoints use (see :func:`decalite.nets.checkpoints.load_weights`)."""
@@ -70,13 +72,13 @@ class DECA(nn.Module):
     def displacement(self, code: FaceCode) -> torch.Tensor:
         """(B, 1, U, U) predicted UV displacement from (jaw pose, expression, detail code).
 
-        F_d decodes 256 x 256 (DECA); it is resampled to the renderer's UV size U when that differs.
+        F_d decodes ``detail_size`` (DECA: 256 x 256); it is resampled to the renderer's UV size U when that differs.
 
         The renderer masks it and adds the fixed map (:meth:`Renderer.detailed_uv_positions`).
         """
         if code.detail is None:
             raise ValueError("the code has no detail part: encode with detail=True or set code.detail")
-        disp = self.detail_decoder(detail_latent(code.jaw_pose, code.exp, code.detail))  # (B, 1, 256, 256)
+        disp = self.detail_decoder(detail_latent(code.jaw_pose, code.exp, code.detail))  # (B, 1, Dd, Dd)
         size = self.renderer.face_eye_mask.shape[-1]
         if disp.shape[-1] != size:  # a renderer with another UV size (small CPU configurations)
             # in fp32: the CPU has no bf16 antialiased resize (trainer.precision=bf16-mixed on a CPU failed)

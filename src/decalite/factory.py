@@ -101,7 +101,7 @@ def build_deca(flame: FlameConfig, model: ModelConfig, renderer: RendererConfig,
     else:
         albedo = AlbedoModel(assets.albedo, n_tex=sizes.n_tex, uv_size=int(renderer.uv_size))
     deca = DECA(build_flame(flame, assets), build_renderer(renderer, assets, fixed), sizes, albedo,
-                backbone=model.backbone)
+                backbone=model.backbone, detail_size=int(model.detail_size))
     if model.checkpoint:
         report = load_weights(model.checkpoint, deca.networks())
         if report.format == OFFICIAL_FORMAT and fixed is None:

@@ -89,6 +89,21 @@ def test_detail_decoder_output_range_and_size():
     assert disp.shape == (3, 1, 256, 256) and disp.abs().max() <= 0.01
 
 
+@pytest.mark.parametrize("size", [32, 64, 128])
+def test_detail_decoder_makes_smaller_maps_with_fewer_stages(size):
+    dec = DetailDecoder(181, out_size=size).eval()
+    z = detail_latent(torch.randn(2, 3), torch.randn(2, 50), torch.randn(2, 128))
+    assert dec(z).shape == (2, 1, size, size)
+    assert len(dec.stages) == {32: 2, 64: 3, 128: 4}[size]
+    assert sum(p.numel() for p in dec.parameters()) < sum(p.numel() for p in DetailDecoder(181).parameters())
+
+
+@pytest.mark.parametrize("size", [8, 96, 512])
+def test_detail_decoder_refuses_a_size_it_cannot_make(size):
+    with pytest.raises(ValueError, match=f"model.detail_size={size}"):
+        DetailDecoder(181, out_size=size)
+
+
 def test_untrained_detail_decoder_starts_flat_and_learns():
     """A fresh F_d gives D ~ 0 (under 0.05 mm; PyTorch's default init gives a ~1 mm field), and one optimiser step
     on a target map moves it: the scaled-down last layer keeps every gradient path open."""

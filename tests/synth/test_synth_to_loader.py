@@ -36,3 +36,44 @@ def test_synthetic_shards_through_the_loader(tmp_path):
     # Masks cover the face in the augmented images.
     assert (batch["masks"].mean(dim=(2, 3, 4)) > 0.05).all()
     assert np.isfinite(batch["disp"].numpy()).all() and batch["disp"].shape[:2] == (3, 2)
+
+
+def test_true_codes_of_a_batch_rebuild_its_images_landmarks(tmp_path):
+    """``image_cam`` carries the true camera through the loader's random crop, so the true code of each image
+    (data.truth.true_code) projects its FLAME landmarks onto the batch's landmarks; the rendered true code matches
+    the image on the skin."""
+    from decalite.config import FlameConfig, RendererConfig
+    from decalite.data.truth import true_code
+    from decalite.factory import build_flame, build_renderer, load_assets
+    from decalite.geometry.camera import ndc_to_image_normalized
+    from decalite.training.base import flatten_groups
+
+    cfg = SyntheticConfig(identities=2, images_per_identity=3, size=96, render_size=96, uv_size=64,
+                          backend="torch", seed=9, n_shape=20, n_exp=10, detail_scale=0.0)
+    write_synthetic_dataset(cfg, tmp_path / "synth", identities_per_shard=2)
+    dm = IdentityGroupDataModule(train_urls=[str(tmp_path / "synth" / "*.tar")], val_urls=[str(tmp_path / "synth" / "*.tar")],
+                                 batch_size=2, k=3, image_size=64, num_workers=0, epoch_length=2, jitter=False,
+                                 rank=0, world_size=1)
+    flat, _, _ = flatten_groups(next(iter(dm.train_dataloader())))  # random scale and shift
+    assets = load_assets(FlameConfig(dir=None, embedded="generated"), None)
+    flame = build_flame(FlameConfig(dir=None, n_shape=20, n_exp=10), assets)
+    code = true_code(flat, n_shape=20, n_exp=10, n_tex=cfg.n_tex)
+    out = flame(shape=code.shape, expression=code.exp, global_pose=code.global_pose, jaw_pose=code.jaw_pose)
+    projected = ndc_to_image_normalized(orthographic_project(out.landmarks2d, code.cam)[..., :2])
+    assert (projected - flat["landmarks"]).abs().max() < 1.0 / 64  # within half a pixel of the 64-pixel crop
+    renderer = build_renderer(RendererConfig(image_size=64, uv_size=64, backend="torch"), assets)
+    albedo = flat["images"].new_full((code.cam.shape[0], 3, 64, 64), 0.5)
+    with torch.no_grad():
+        render_mask = renderer(out.vertices, code.cam, albedo, code.light).alpha
+    overlap = (render_mask * flat["masks"]).sum() / flat["masks"].sum()
+    assert overlap > 0.97  # the skin of each image lies inside the true code's silhouette
+
+
+def test_true_code_names_what_real_data_lacks():
+    import pytest
+
+    from decalite.data.truth import true_code
+
+    with pytest.raises(KeyError, match="image_cam"):
+        true_code({"shape": torch.zeros(2, 5), "tex": torch.zeros(2, 5), "exp": torch.zeros(2, 5),
+                   "pose": torch.zeros(2, 6), "light": torch.zeros(2, 9, 3)}, 5, 5, 5)

@@ -18,6 +18,7 @@ from decalite.flame.synthetic import EXPRESSION_NAMES
 from decalite.geometry.camera import ndc_to_pixels, orthographic_project
 from decalite.synth import (
     DETAIL_DIM,
+    DETAIL_LAYOUT,
     DetailModel,
     SyntheticConfig,
     SyntheticGenerator,
@@ -186,3 +187,32 @@ def test_cli_end_to_end_and_rerun_skips(tmp_path: Path, head_cache: Path) -> Non
     assert again.returncode == 0, again.stderr[-3000:]
     assert tars[0].stat().st_mtime_ns == stamp
     assert "skipped" in again.stdout + again.stderr
+
+
+def _correlation_length(maps: torch.Tensor, mask: torch.Tensor) -> float:
+    """Texels at which the (B, 1, U, U) maps' horizontal autocorrelation inside the mask falls below 1/2."""
+    x = maps[:, 0] * mask
+    norm = (x * x).sum()
+    for shift in range(1, x.shape[-1] // 2):
+        if (x[..., shift:] * x[..., :-shift]).sum() / norm < 0.5:
+            return float(shift)
+    return float(x.shape[-1] // 2)
+
+
+def test_detail_width_and_noise_scale_the_features(gen: SyntheticGenerator) -> None:
+    """width=1, noise=1 is the model as before; a larger width makes wider static features (the demo's detail
+    world); noise=0 leaves only the moles."""
+    positions = gen.renderer.uv.world2uv(gen.flame(batch_size=1).vertices)[0]
+    landmarks, mask = gen.flame(batch_size=1).landmarks3d[0], gen.renderer.face_eye_mask[0, 0]
+    make = lambda **kw: DetailModel(positions, landmarks, mask, EXPRESSION_NAMES, **kw)  # noqa: E731
+    codes = DetailModel.sample_code(6, torch.Generator().manual_seed(3))
+    exp, jaw = torch.zeros(6, 50), torch.zeros(6)
+    assert torch.equal(make(width=1.0, noise=1.0)(codes, exp, jaw), gen.detail(codes, exp, jaw))
+    no_moles = codes.clone()
+    no_moles[:, slice(*DETAIL_LAYOUT["mole_height"])] = 0.0
+    no_moles[:, [DETAIL_LAYOUT["forehead"][1] - 1, DETAIL_LAYOUT["nasolabial"][1] - 1]] = 0.0  # no resting depth
+    fine, wide = make()(no_moles, exp, jaw), make(width=3.0)(no_moles, exp, jaw)
+    assert _correlation_length(wide, mask) >= 2.0 * _correlation_length(fine, mask)
+    assert make(noise=0.0)(no_moles, exp, jaw).abs().max() == 0.0  # no moles, resting depth, noise or expression
+    with pytest.raises(ValueError, match="width"):
+        make(width=0.0)

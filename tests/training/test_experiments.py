@@ -111,6 +111,39 @@ def test_synthetic_benchmark_writes_the_table(workspace):
     assert list(heldout.glob("*_grid.png")) and list(heldout.glob("*_neutral_true.ply"))
 
 
+def test_oracle_coarse_detail_run_trains_and_is_scored_on_the_true_codes(workspace):
+    """coarse_from=truth: the detail stage trains on the data's true coarse codes (no coarse checkpoint), and
+    decalite-evaluate scores its details on them: the landmarks of the true codes are exact."""
+    import json
+
+    from decalite.cli.evaluate import run as evaluate
+
+    tmp, _, _ = workspace
+    oracle = ["experiment=synthetic_cpu_detail", "coarse_from=truth", "init_from=null", "data.jitter=false"]
+    cfg = _cfg(tmp, *oracle, "trainer.max_steps=2", "data.epoch_length=4", "trainer.check_val_every_n_epoch=1")
+    result = run(cfg)
+    assert result.skipped_steps == 0 and "val/displacement_mm" in result.metrics
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("evaluate", overrides=[*SMALL, *oracle, f"paths.data_dir={tmp / 'data'}",
+                                             f"paths.log_dir={tmp / 'logs'}", f"paths.cache_dir={os.environ['DECALITE_CACHE']}",
+                                             f"checkpoint={result.checkpoint}", f"out={tmp / 'eval_oracle'}",
+                                             "max_identities=2", "data.k=2"])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp / "eval_oracle")
+    evaluate(cfg)
+    saved = json.loads((tmp / "eval_oracle" / "train_eval.json").read_text())
+    assert saved["after"]["landmark_nme"] < 0.02 < saved["mean_face"]["landmark_nme"]
+    assert -1.0 <= saved["after"]["expression_change_pearson"] <= 1.0
+    assert saved["after"]["detail_other_identity_mm"] is not None
+
+
+def test_coarse_from_must_name_a_source():
+    from decalite.training.config import StageConfig
+
+    with pytest.raises(ValueError, match="coarse_from"):
+        StageConfig(coarse_from="oracle")
+
+
 def test_fit_predictors_are_scored_beside_the_encoder(workspace):
     """evaluate_synthetic scores fitting predictors on the same images: the identity fit from the mean face shares
     one shape per person and, on exact landmarks, lands nearer them than the mean face it starts from."""

@@ -458,6 +458,14 @@ def test_synthetic_data_of_other_settings_is_refused_and_an_interrupted_write_re
         ensure_synthetic_data(_cfg(ws, "settings40", f"data.synthetic.root={root}", "data.synthetic.size=40"))
     with pytest.raises(AssetError, match="shape_std: 1.0 there, 2.0 configured"):  # another identity world
         ensure_synthetic_data(_cfg(ws, "std2", f"data.synthetic.root={root}", "data.synthetic.shape_std=2.0"))
+    with pytest.raises(AssetError, match="detail_width: 1.0 there, 3.0 configured"):  # another detail world
+        ensure_synthetic_data(_cfg(ws, "width3", f"data.synthetic.root={root}", "data.synthetic.detail_width=3.0"))
+    # a manifest written before a setting existed reads as that setting's default (such data stays usable)
+    older = json.loads((train / "manifest.json").read_text())
+    del older["config"]["detail_width"], older["config"]["detail_noise"]
+    (train / "manifest.json").write_text(json.dumps(older))
+    ensure_synthetic_data(cfg)
+    manifest = json.loads((train / "manifest.json").read_text())
 
     # interrupted after the first shard: the manifest lists one shard, the second tar is missing
     first, second = manifest["shards"]

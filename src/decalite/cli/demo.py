@@ -201,6 +201,7 @@ def reconstruct_and_animate(cfg: DictConfig) -> dict:
         cfg.model.checkpoint = cfg.checkpoint
         cfg.renderer.image_size = int(cfg.trained.image_size)
         cfg.renderer.uv_size = int(cfg.trained.uv_size)
+        cfg.model.detail_size = int(cfg.trained.detail_size)
         cfg.output = str(Path(cfg.out) / "reconstruct_trained")
     deca, assets = inference_model(cfg)
     landmarker = landmarker_for(cfg.landmarks)

@@ -30,7 +30,8 @@ from decalite.cli._hydra import CONF_DIR
 
 log = logging.getLogger("decalite.evaluate")
 
-KEYS = ("landmark_nme", "shape_mm", "displacement_mm", "detail_consistency_mm")
+KEYS = ("landmark_nme", "shape_mm", "displacement_mm", "detail_consistency_mm", "detail_other_identity_mm",
+        "expression_change_pearson")
 
 
 def table(scores: dict[str, dict]) -> str:
@@ -76,7 +77,7 @@ def write_heldout(deca, batch: dict, folder: Path) -> None:
 def run(cfg: DictConfig) -> dict[str, dict]:
     from decalite.cli.train import ensure_synthetic_data, stage_config
     from decalite.data.datamodule import IdentityGroupDataset, collate_groups
-    from decalite.evaluation.synthetic import evaluate_synthetic
+    from decalite.evaluation.synthetic import evaluate_synthetic, truth_predictor
     from decalite.factory import build_deca
     from decalite.nets.checkpoints import load_weights
     from decalite.training.coarse import set_prior_bias
@@ -97,12 +98,15 @@ def run(cfg: DictConfig) -> dict[str, dict]:
 
     torch.manual_seed(int(cfg.seed))
     models = {"before": model(None), "after": model(str(cfg.checkpoint))}
+    # coarse_from=truth (an oracle-coarse detail run): both networks' details are scored on the true coarse codes
+    oracle = stage_config(cfg).coarse_from == "truth"
+    predictors = {name: truth_predictor(deca) for name, deca in models.items()} if oracle else None
     dataset = IdentityGroupDataset(str(Path(cfg.data.synthetic.root) / "val" / "*.tar"), k=int(cfg.data.k),
                                    image_size=int(cfg.data.image_size), train=False)
     groups = itertools.islice(iter(dataset), int(cfg.max_identities))
     batches = (collate_groups(list(chunk)) for chunk in iter(lambda: list(itertools.islice(groups, 4)), []))
     scores = {name: s.as_dict() for name, s in
-              evaluate_synthetic(models, batches, detail=bool(cfg.detail)).items()}
+              evaluate_synthetic(models, batches, detail=bool(cfg.detail), predictors=predictors).items()}
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_eval.json").write_text(json.dumps(scores, indent=2))

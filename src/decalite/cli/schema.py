@@ -67,11 +67,12 @@ class TransferConfig(ReconstructConfig):
 
 @dataclass
 class TrainedConfig:
-    """The settings a demo checkpoint was trained with: encoder backbone, image and UV sizes."""
+    """The settings a demo checkpoint was trained with: encoder backbone, image, UV and detail-map sizes."""
 
     backbone: str
     image_size: int
     uv_size: int
+    detail_size: int = 256
 
 
 @dataclass

@@ -38,6 +38,7 @@ def stage_config(cfg: DictConfig):
         init_from=cfg.init_from,
         init_cam=tuple(float(v) for v in cfg.init_cam),
         init_light=float(cfg.init_light),
+        coarse_from=str(cfg.get("coarse_from", "encoder")),
     )
 
 
@@ -65,7 +66,10 @@ def ensure_synthetic_data(cfg: DictConfig) -> None:
                                 size=int(spec.size), render_size=int(spec.render_size), seed=int(seed),
                                 uv_size=int(cfg.renderer.uv_size), n_shape=int(cfg.flame.n_shape),
                                 n_exp=int(cfg.flame.n_exp), n_tex=int(cfg.flame.n_tex),
-                                shape_std=float(spec.get("shape_std", 1.0)))
+                                shape_std=float(spec.get("shape_std", 1.0)),
+                                detail_scale=float(spec.get("detail_scale", 1.0)),
+                                detail_width=float(spec.get("detail_width", 1.0)),
+                                detail_noise=float(spec.get("detail_noise", 1.0)))
         if (out / "manifest.json").exists():
             written = _check_synthetic_settings(out, synth)
             marker = out / SOURCE_FILE
@@ -89,7 +93,7 @@ def ensure_synthetic_data(cfg: DictConfig) -> None:
 #: The settings :func:`ensure_synthetic_data` derives from the config; existing shards must have been written with
 #: the same ones (the manifest records them), or training would silently use other data than configured.
 CHECKED_SETTINGS = ("identities", "images_per_identity", "size", "render_size", "seed", "uv_size", "n_shape",
-                    "n_exp", "n_tex", "shape_std")
+                    "n_exp", "n_tex", "shape_std", "detail_scale", "detail_width", "detail_noise")
 
 
 def _check_synthetic_settings(out: Path, wanted) -> int:
@@ -103,7 +107,8 @@ def _check_synthetic_settings(out: Path, wanted) -> int:
     except (OSError, ValueError) as err:
         raise AssetError(out / MANIFEST, f"unreadable ({err})", what="synthetic data manifest",
                          how_to_obtain=f"delete {out.parent} to regenerate it") from err
-    found = recorded.get("config") or {}
+    # A setting the manifest does not record was written by a decalite without it: the default then.
+    found = {**type(wanted)().to_json(), **(recorded.get("config") or {})}
     want = wanted.to_json()
     differ = [f"{k}: {found.get(k)!r} there, {want[k]!r} configured" for k in CHECKED_SETTINGS if found.get(k) != want[k]]
     if differ:

@@ -10,7 +10,9 @@ warps them with DECA's random crop (:mod:`decalite.data.augment`) and yields one
     identity   str
     valid      (K,)         float, 1 for a real sample, 0 for an evaluation pad (see below)
     shape, tex, exp, pose, cam, light, detail, verts, disp: ground truth of the chosen images when the shard
-               has it (synthetic data; of the *stored* crop, see ``crop``)
+               has it (synthetic data; ``cam`` of the *stored* crop, see ``crop``)
+    image_cam  (K, 3)       float, the true camera of the output crop (``cam`` carried through ``crop``), when
+               the shard has ``cam`` and the crop is not rotated
 
 Training streams are infinite and resampled (:class:`webdataset.ResampledShards`), seeded per
 (seed, rank, worker, epoch), and cut to a fixed number of samples per worker so every rank sees the same number
@@ -41,6 +43,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from decalite.data.augment import ColourJitter, normalise_landmarks, random_crop_params, warp_group
 from decalite.data.shards import IdentitySample, decode_sample, sample_size
+from decalite.geometry.camera import crop_camera
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +310,7 @@ class IdentityGroupDataset(IterableDataset):
     def make_group(self, sample: IdentitySample, generator: torch.Generator, pad: bool = False) -> Group:
         """Crop/warp/jitter the K images of a decoded sample (see ``_decode``) and normalise their landmarks;
         ``pad`` marks an evaluation pad (``valid`` = 0)."""
+        stored = int(sample.images.shape[2])
         images = torch.from_numpy(sample.images).permute(0, 3, 1, 2)  # (K, H, W, 3) -> (K, 3, H, W)
         images = images.float() / 255.0
         masks = torch.from_numpy(sample.masks)[:, None].float() / 255.0  # (K, H, W) -> (K, 1, H, W)
@@ -324,6 +328,9 @@ class IdentityGroupDataset(IterableDataset):
                         "masks": masks.clamp(0.0, 1.0), "crop": matrices.float(), "identity": sample.identity,
                         "valid": torch.full((images.shape[0],), 0.0 if pad else 1.0)}
         group.update({k: torch.from_numpy(np.asarray(sample.gt[k], dtype=np.float32)) for k in GT_KEYS if k in sample.gt})
+        if "cam" in sample.gt and not (self.train and self.max_rotation):  # a rotated crop has no such camera
+            cams = crop_camera(np.asarray(sample.gt["cam"]), matrices.numpy(), stored, self.image_size)
+            group["image_cam"] = torch.from_numpy(cams.astype(np.float32))
         return group
 
 

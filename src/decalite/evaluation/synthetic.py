@@ -15,13 +15,17 @@ Metrics (one number each over all held-out images):
   expression and jaw move from the first image's to the second's, against the true change (D_true of the second
   minus D_true of the first; static details cancel), mean |error| in the mask. ``expression_change_true_mm`` is the
   mean true change itself: the error of a model whose details ignore the expression.
+- ``expression_change_pearson``: the Pearson correlation of that predicted change with the true change over
+  every texel in the mask of every such pair (pooled): 1 when the details move with the expression as the
+  truth does, 0 when they move unrelated to it (or not at all).
 - ``shape_mean_mm``, ``shape_std_mm``: mean and standard deviation of the same scan-to-mesh distances.
 
 ``mean_face`` scores the mean shape (shape code 0) with a camera solved from the true landmarks and no details.
 
 Besides encoders, any *predictor* (images and landmarks -> codes) can be scored: :func:`fit_predictor` wraps the
 per-image fit (from the mean face or from an encoder's codes) and :func:`identity_fit_predictor` the joint fit of
-each identity group (one shared shape), so encoder-only, fit-only and encoder+fit compare on the same images.
+each identity group (one shared shape), so encoder-only, fit-only and encoder+fit compare on the same images;
+:func:`truth_predictor` gives the true coarse codes with the detail encoder's (an oracle-coarse detail run).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import numpy as np
 import torch
 
 from decalite.data.swaps import within_group_permutation
+from decalite.data.truth import true_code
 from decalite.deca import DECA
 from decalite.evaluation.now import now_distances
 from decalite.export import NOW_LANDMARKS
@@ -54,6 +59,7 @@ class SyntheticScores:
     detail_other_identity_mm: float | None = None
     expression_change_mm: float | None = None
     expression_change_true_mm: float | None = None
+    expression_change_pearson: float | None = None
     shape_mean_mm: float | None = None
     shape_std_mm: float | None = None
 
@@ -71,19 +77,33 @@ def _scan(vertices: np.ndarray, faces: np.ndarray, seed: int) -> np.ndarray:
 
 
 #: (images (N, 3, S, S), landmarks (N, 68, 2), skin masks (N, 1, S, S) or None, identity groups G, images per
-#: group K) -> codes of the N = G * K images (group-major, as the batches are flattened).
-Predictor = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", int, int], FaceCode]
+#: group K, the flattened batch with its ground truth) -> codes of the N = G * K images (group-major, as the
+#: batches are flattened). Only oracles read the ground truth.
+Predictor = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", int, int, dict], FaceCode]
 
 
 def encoder_predictor(deca: DECA, detail: bool = True) -> Predictor:
     """The encoders alone (no fitting)."""
-    return lambda images, landmarks, masks, groups, k: deca.encode(images, detail=detail)
+    return lambda images, landmarks, masks, groups, k, truth: deca.encode(images, detail=detail)
+
+
+def truth_predictor(deca: DECA) -> Predictor:
+    """An oracle: the data's true coarse codes (:func:`decalite.data.truth.true_code`) with the detail encoder's
+    code, so only the detail networks are scored."""
+
+    def predict(images, landmarks, masks, groups, k, truth):
+        sizes = deca.sizes
+        code = true_code(truth, sizes.n_shape, sizes.n_exp, sizes.n_tex)
+        code.detail = deca.detail_encoder(images)
+        return code
+
+    return predict
 
 
 def fit_predictor(deca: DECA, cfg: FitConfig | None = None, from_encoder: bool = True) -> Predictor:
     """The per-image fit (:func:`decalite.fitting.fit`), started from the encoder's codes or from the mean face."""
 
-    def predict(images, landmarks, masks, groups, k):
+    def predict(images, landmarks, masks, groups, k, truth):
         init = deca.encode(images, detail=True) if from_encoder else None
         with torch.enable_grad():
             return fit(deca, images, landmarks, masks=masks, init=init, cfg=cfg).code
@@ -94,7 +114,7 @@ def fit_predictor(deca: DECA, cfg: FitConfig | None = None, from_encoder: bool =
 def identity_fit_predictor(deca: DECA, cfg: IdentityFitConfig | None = None, from_encoder: bool = True) -> Predictor:
     """The joint fit of each identity group (:func:`decalite.fitting.fit_identity`: one shape per person)."""
 
-    def predict(images, landmarks, masks, groups, k):
+    def predict(images, landmarks, masks, groups, k, truth):
         init = deca.encode(images, detail=True) if from_encoder else None
         codes = []
         for g in range(groups):
@@ -120,6 +140,24 @@ class _Scorer:
         self.other: list[float] = []
         self.change: list[float] = []
         self.change_true: list[float] = []
+        self.correlation = torch.zeros(6, dtype=torch.float64)  # sums of w, wx, wy, wxx, wyy, wxy (Pearson)
+
+    def add_change(self, change: torch.Tensor, true_change: torch.Tensor, mask: torch.Tensor) -> None:
+        """Pool (N, 1, U, U) predicted and true displacement changes inside the (1, 1, U, U) mask."""
+        w = mask.expand_as(change).double().flatten()
+        x, y = change.double().flatten(), true_change.double().flatten()
+        self.correlation += torch.stack([w.sum(), (w * x).sum(), (w * y).sum(), (w * x * x).sum(),
+                                         (w * y * y).sum(), (w * x * y).sum()])
+
+    def pearson(self) -> float | None:
+        """Pearson correlation of the pooled changes (None before any; 0 when either side is constant)."""
+        n, sx, sy, sxx, syy, sxy = self.correlation.tolist()
+        if n <= 0:
+            return None
+        vx, vy = sxx / n - (sx / n) ** 2, syy / n - (sy / n) ** 2
+        if vx <= 1e-30 or vy <= 1e-30:
+            return 0.0
+        return (sxy / n - sx * sy / n**2) / (vx * vy) ** 0.5
 
     def distances_mm(self) -> np.ndarray:
         """All scan-to-mesh distances, mm."""
@@ -132,7 +170,7 @@ class _Scorer:
             landmark_nme=float(np.mean(self.nme)), shape_mm=float(np.median(distances)),
             displacement_mm=mm(self.disp), detail_consistency_mm=mm(self.consistency),
             detail_other_identity_mm=mm(self.other), expression_change_mm=mm(self.change),
-            expression_change_true_mm=mm(self.change_true),
+            expression_change_true_mm=mm(self.change_true), expression_change_pearson=self.pearson(),
             shape_mean_mm=float(distances.mean()), shape_std_mm=float(distances.std()),
         )
 
@@ -176,7 +214,10 @@ def evaluate_synthetic(models: dict[str, DECA], batches: Iterable[dict], detail:
         scans = [_scan(v, faces, seed + image_index + i) for i, v in enumerate(true_neutral.vertices.numpy())]
         lmk_true = true_neutral.landmarks3d[:, list(NOW_LANDMARKS)].numpy()
         masks = batch["masks"].flatten(0, 1) if "masks" in batch else None
-        codes = {name: (predictors or {}).get(name, encoder_predictor(deca, detail))(images, target, masks, groups, k)
+        truth = {key: value.flatten(0, 1) for key, value in batch.items()
+                 if isinstance(value, torch.Tensor) and value.dim() >= 2 and value.shape[:2] == (groups, k)}
+        codes = {name: (predictors or {}).get(name, encoder_predictor(deca, detail))(images, target, masks, groups, k,
+                                                                                    truth)
                  for name, deca in models.items()}
         if mean_face:
             codes["mean_face"] = mean_face_code(reference, target)
@@ -210,6 +251,7 @@ def evaluate_synthetic(models: dict[str, DECA], batches: Iterable[dict], detail:
                 true_change = true_disp[perm] - true_disp
                 scorer.change.extend(displacement_error(change, true_change, mask).tolist())
                 scorer.change_true.extend(displacement_error(torch.zeros_like(true_change), true_change, mask).tolist())
+                scorer.add_change(change, true_change, mask)
         image_index += images.shape[0]
     if distances is not None:
         distances.update({name: scorer.distances_mm() for name, scorer in scorers.items()})

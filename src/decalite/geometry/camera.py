@@ -26,6 +26,7 @@ the renderer flips its output once vertically to obtain top-down images.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -125,3 +126,21 @@ def to_clip(points_ndc: torch.Tensor) -> torch.Tensor:
     z_clip = -Z_CLIP_SCALE * points_ndc[..., 2:3]
     w = torch.ones_like(z_clip)
     return torch.cat([xy, z_clip, w], dim=-1)
+
+
+def crop_camera(cam: np.ndarray, matrix: np.ndarray, source_size: int, size: int) -> np.ndarray:
+    """The camera of a crop: (..., 3) camera (s, tx, ty) of a square source image and (..., 2, 3) source -> crop
+    pixel-index matrices (scale and translation, no rotation) -> (..., 3) the camera of the ``size`` crop.
+
+    With ``a`` the matrix's scale and ``b`` its translation, a point of source NDC x' maps to source pixel index
+    ``(x' + 1) R / 2 - 0.5`` (R = ``source_size``), then to crop pixel index ``a (...) + b``, then to crop NDC; the
+    composition is again ``s' (x + tx')`` with ``s' = a s R / S`` (likewise for y, whose NDC axis points up).
+    """
+    cam, matrix = np.asarray(cam, dtype=np.float64), np.asarray(matrix, dtype=np.float64)
+    a = matrix[..., 0, 0]
+    s, tx, ty = cam[..., 0], cam[..., 1], cam[..., 2]
+    s_crop = a * s * source_size / size
+    offset = a * (source_size / 2.0 - 0.5) + 0.5
+    cx = (offset + matrix[..., 0, 2]) * 2.0 / size - 1.0
+    cy = 1.0 - (offset + matrix[..., 1, 2]) * 2.0 / size
+    return np.stack([s_crop, tx + cx / s_crop, ty + cy / s_crop], axis=-1)

@@ -139,6 +139,26 @@ def _decalite_parts(state: Mapping[str, torch.Tensor], names: list[str]) -> dict
     return parts
 
 
+def _decoder_side(stage_keys: set[int]) -> int:
+    """Side of the map a detail decoder with stages ``0..max(stage_keys)`` makes (8 doubled per stage)."""
+    return 8 * 2 ** (max(stage_keys) + 1)
+
+
+def _check_decoder_size(path: Path, state: Mapping[str, torch.Tensor] | None, module: nn.Module | None) -> None:
+    """Refuse detail-decoder weights for another output size than the model's (they would load only in part)."""
+    if not state or module is None:
+        return
+    pattern = re.compile(r"stages\.(\d+)\.conv\.weight")
+    stages = lambda keys: {int(m.group(1)) for k in keys if (m := pattern.fullmatch(k))}  # noqa: E731
+    found, own = stages(state), stages(module.state_dict())
+    if found and own and max(found) != max(own):
+        have, want = _decoder_side(found), _decoder_side(own)
+        raise AssetError(path, f"its detail decoder makes {have} x {have} displacement maps, the model's "
+                               f"model.detail_size={want}", what="network weights",
+                         expected=f"detail-decoder weights for {want} x {want} maps",
+                         how_to_obtain=f"set model.detail_size={have} (the size this checkpoint was trained with)")
+
+
 def load_weights(path: str | Path, modules: Mapping[str, nn.Module], strict: bool = False) -> LoadReport:
     """Load an official ``deca_model.tar`` or a decalite checkpoint into ``modules``.
 
@@ -167,6 +187,7 @@ def load_weights(path: str | Path, modules: Mapping[str, nn.Module], strict: boo
         state = _check_state_dict(path, "state_dict", state)
         parts = _decalite_parts(state, list(modules))
         original = {}
+    _check_decoder_size(path, parts.get("detail_decoder"), modules.get("detail_decoder"))
     report = LoadReport(source=str(path), format=fmt)
     for name, module in modules.items():
         given = parts.get(name, {})

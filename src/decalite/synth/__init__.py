@@ -8,7 +8,8 @@ the builders (not inside ``data/``, whose shard format it writes). One concept p
 
 from __future__ import annotations
 
-from decalite.synth.cameras import crop_camera, face_camera
+from decalite.geometry.camera import crop_camera
+from decalite.synth.cameras import face_camera
 from decalite.synth.config import GENERATOR_NAME, SYNTH_VERSION, SyntheticConfig
 from decalite.synth.details import DETAIL_DIM, DETAIL_LAYOUT, DetailModel
 from decalite.synth.generator import SyntheticGenerator, generate_identity

@@ -42,6 +42,9 @@ class SyntheticConfig:
         background_noise: std of the smooth noise added to the colour-gradient backgrounds.
         landmark_noise: std of gaussian noise added to the stored landmarks (crop pixels).
         detail_scale: multiplier of the displacement maps (0 disables details).
+        detail_width: multiplier of the details' widths (:class:`~decalite.synth.details.DetailModel`'s ``width``:
+            1 skin-scale, 3 about a centimetre, what a 64-128 px crop resolves).
+        detail_noise: multiplier of the static noise's amplitude (DetailModel's ``noise``; 0 removes it).
         device: torch device to render on.
     """
 
@@ -70,6 +73,8 @@ class SyntheticConfig:
     background_noise: float = 0.08
     landmark_noise: float = 0.0
     detail_scale: float = 1.0
+    detail_width: float = 1.0
+    detail_noise: float = 1.0
     device: str = "cpu"
 
     def to_json(self) -> dict[str, Any]:

@@ -97,6 +97,10 @@ class DetailModel(nn.Module):
             head's ARKit names, see BLENDSHAPE_ALIASES); empty for a PCA expression space, in which case only
             the jaw drives wrinkles.
         noise_seed: seed of the fixed noise fields (part of the model, not of an identity).
+        width: multiplier of every feature's width (mole size, fold width, line spacing; the noise fields'
+            cells grow with it): 1 is the model as described, skin-scale; 3 makes features of about a centimetre,
+            which small crops and UV maps resolve (the CPU demo's detail world).
+        noise: multiplier of the static noise's amplitude (0 removes it).
     """
 
     def __init__(
@@ -106,13 +110,19 @@ class DetailModel(nn.Module):
         face_eye_mask: torch.Tensor,
         expression_names: Sequence[str] = (),
         noise_seed: int = 0,
+        width: float = 1.0,
+        noise: float = 1.0,
     ) -> None:
         super().__init__()
+        if width <= 0 or noise < 0:
+            raise ValueError(f"detail width must be > 0 and noise >= 0; got width={width}, noise={noise}")
         size = int(positions.shape[-1])
         self.uv_size = size
+        self.width, self.noise_amplitude = float(width), NOISE_AMPLITUDE * float(noise)
         self.expression_names = tuple(expression_names)
         gen = torch.Generator().manual_seed(noise_seed)
-        self.register_buffer("noise", _smooth_noise(N_NOISE_FIELDS, size, gen), persistent=False)  # (16, U, U)
+        cells = tuple(max(2, round(c / self.width)) for c in (8, 24, 64, 128))
+        self.register_buffer("noise", _smooth_noise(N_NOISE_FIELDS, size, gen, cells), persistent=False)  # (16, U, U)
         self.register_buffer("x", positions[0].float().clone(), persistent=False)
         self.register_buffer("y", positions[1].float().clone(), persistent=False)
         self.register_buffer("mask", face_eye_mask.float().clone(), persistent=False)
@@ -218,13 +228,13 @@ class DetailModel(nn.Module):
     def static(self, code: torch.Tensor) -> torch.Tensor:
         """(B, U, U) identity-specific static displacement (noise + moles), metres, unmasked."""
         weights = code[:, slice(*DETAIL_LAYOUT["noise"])] / math.sqrt(N_NOISE_FIELDS)
-        noise = torch.einsum("bk,kuv->buv", weights, self.noise) * NOISE_AMPLITUDE
+        noise = torch.einsum("bk,kuv->buv", weights, self.noise) * self.noise_amplitude
         mx = (self._part(code, "mole_x") * 2.0 - 1.0) * self._face_x * 0.85
         my = self._chin + 0.01 + self._part(code, "mole_y") * (self._brow_top + 0.03 - self._chin - 0.01)
         h = self._part(code, "mole_height")
         height = MOLE_HEIGHT * h * (h > 0.3)  # about a third of the potential moles are absent
         d2 = (self.x - mx) ** 2 + (self.y - my) ** 2  # (B, 4, U, U)
-        moles = (height * torch.exp(-0.5 * d2 / MOLE_SIGMA**2)).sum(1)
+        moles = (height * torch.exp(-0.5 * d2 / (MOLE_SIGMA * self.width) ** 2)).sum(1)
         return noise + moles
 
     def forehead(self, code: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
@@ -232,7 +242,7 @@ class DetailModel(nn.Module):
         depth, spacing, phase, rest = self._part(code, "forehead").unbind(1)  # each (B, 1, 1)
         act = self._sided(expression, "brow_raise", "brow_raise_left", "brow_raise_right")
         rise = self.y - self._brow_top - 0.25 * self.x**2 / 0.05  # arched lines
-        period = 0.006 + 0.004 * spacing
+        period = (0.006 + 0.004 * spacing) * self.width
         groove = (0.5 + 0.5 * torch.cos(2 * math.pi * rise / period + 2 * math.pi * phase)) ** 6
         amplitude = WRINKLE_DEPTH * ((0.4 + 0.6 * depth) * act + 0.1 * rest)
         return -amplitude * groove * self.forehead_window
@@ -241,7 +251,7 @@ class DetailModel(nn.Module):
         """(B, U, U) radial grooves at both outer eye corners."""
         depth, count, phase = self._part(code, "crows").unbind(1)
         act = self._sided(expression, "smile", "smile_left", "smile_right")
-        lines = (3.0 + 3.0 * count)[:, None]  # grooves per pi radians, (B, 1, 1, 1)
+        lines = (3.0 + 3.0 * count)[:, None] / self.width  # grooves per pi radians, (B, 1, 1, 1)
         groove = (0.5 + 0.5 * torch.cos(2 * math.pi * (lines * self.crow_angle / math.pi + phase[:, None]))) ** 6
         total = (groove * self.crow_window).sum(1)  # (B, 2, U, U) -> (B, U, U)
         return -WRINKLE_DEPTH * (0.4 + 0.6 * depth) * act * total
@@ -251,7 +261,7 @@ class DetailModel(nn.Module):
         depth, width, rest = self._part(code, "nasolabial").unbind(1)
         smile = self._sided(expression, "smile", "smile_left", "smile_right")
         act = (smile + (jaw.clamp(min=0) / 0.4)[:, None, None]).clamp(0.0, 1.0)
-        sigma = (0.0015 + 0.0015 * width)[:, None]  # (B, 1, 1, 1)
+        sigma = (0.0015 + 0.0015 * width)[:, None] * self.width  # (B, 1, 1, 1)
         total = (torch.exp(-0.5 * (self.fold_dist / sigma) ** 2) * self.fold_along).sum(1)
         amplitude = WRINKLE_DEPTH * ((0.4 + 0.6 * depth) * act + 0.15 * rest)
         return -amplitude * total

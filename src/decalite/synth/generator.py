@@ -86,7 +86,8 @@ class SyntheticGenerator:
             neutral = self.flame(batch_size=1)
             positions = self.renderer.uv.world2uv(neutral.vertices)[0]  # (3, U, U)
         self.detail = DetailModel(positions.cpu(), neutral.landmarks3d[0].cpu(),
-                                  self.renderer.face_eye_mask[0, 0].cpu(), expression_names).to(self.device)
+                                  self.renderer.face_eye_mask[0, 0].cpu(), expression_names,
+                                  width=cfg.detail_width, noise=cfg.detail_noise).to(self.device)
 
     def albedo(self, tex: torch.Tensor) -> torch.Tensor:
         """(B, n_tex) albedo codes -> (B, 3, A, A) UV albedo in [0, 1]."""

@@ -8,7 +8,7 @@ import numpy as np
 
 from decalite.data import shards
 from decalite.data.crop import square_crop, transform_points, warp
-from decalite.synth.cameras import crop_camera
+from decalite.geometry.camera import crop_camera
 from decalite.synth.config import GENERATOR_NAME, SyntheticConfig
 from decalite.synth.details import DETAIL_DIM
 

@@ -53,6 +53,8 @@ def write_synthetic_dataset(
     out.mkdir(parents=True, exist_ok=True)
     extra = {"generator": GENERATOR_NAME, "config": cfg.to_json(), "identities_per_shard": identities_per_shard}
     old = shards.read_manifest(out)
+    if "config" in old:  # a setting added since that manifest was written had its default then
+        old["config"] = {**SyntheticConfig().to_json(), **old["config"]}
     same_config = all(old.get(key) == value for key, value in extra.items())
     previous = {s["name"]: s for s in old.get("shards", [])} if same_config else {}
     infos: list[shards.ShardInfo] = []

@@ -39,6 +39,10 @@ class OptimConfig:
     min_lr: float = 0.0
 
 
+#: Where the detail stage's coarse codes come from (StageConfig.coarse_from).
+COARSE_SOURCES = ("encoder", "truth")
+
+
 @dataclass
 class StageConfig:
     """One stage: "coarse" (the pretrain stage is a coarse stage with landmark losses and K = 1) or "detail".
@@ -52,6 +56,9 @@ class StageConfig:
             the mean face in view instead of a collapsed camera.
         init_light: ambient SH coefficient of that starting code.
         log_images_every: training steps between image grids (0: never).
+        coarse_from: where the detail stage's coarse codes come from: "encoder" (E_coarse, DECA) or "truth" (the
+            synthetic data's true codes, :func:`decalite.data.truth.true_code`: an oracle that checks a detail world
+            is learnable at all; needs synthetic data and no init_from).
     """
 
     stage: str = "coarse"
@@ -61,3 +68,8 @@ class StageConfig:
     init_cam: tuple[float, float, float] = (9.0, 0.0, 0.0)
     init_light: float = 3.0
     log_images_every: int = 0
+    coarse_from: str = "encoder"
+
+    def __post_init__(self) -> None:
+        if self.coarse_from not in COARSE_SOURCES:
+            raise ValueError(f"coarse_from must be one of {list(COARSE_SOURCES)}; got {self.coarse_from!r}")

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from decalite.data.swaps import within_group_permutation
+from decalite.data.truth import true_code
 from decalite.deca import DECA
 from decalite.geometry.lighting import sh_shading
 from decalite.losses.detail import displacement_error
@@ -25,9 +26,12 @@ from decalite.render.uv_space import sample_image_in_uv
 from decalite.training.base import StageModule, flatten_groups
 from decalite.training.coarse import double_with_swapped
 from decalite.training.config import StageConfig
+from decalite.types import FaceCode
 
 #: A texel counts as visible when its coarse normal faces the camera by at least this much (DECA: 0.05).
 FACING = 0.05
+#: ... and when its sample of the photo's skin mask is at least this (bilinear: 1 only wholly inside the skin).
+SKIN_COVERED = 0.99
 
 
 class DetailModule(StageModule):
@@ -45,12 +49,20 @@ class DetailModule(StageModule):
     def frozen(self) -> list[nn.Module]:
         return [*super().frozen(), self.deca.coarse_encoder]
 
+    def coarse_code(self, flat: dict[str, torch.Tensor]) -> FaceCode:
+        """The coarse codes the details build on: E_coarse's (frozen), or the data's true ones (``coarse_from``)."""
+        if self.cfg.coarse_from == "truth":
+            sizes = self.deca.sizes
+            code = true_code(flat, sizes.n_shape, sizes.n_exp, sizes.n_tex)
+            return code.map(lambda t: t.to(flat["images"].dtype))
+        with torch.no_grad():
+            return self.deca.encode(flat["images"], detail=False)
+
     def compute(self, batch: dict[str, Any]) -> tuple[LossResult, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         flat, groups, k = flatten_groups(batch)
         images, skin = flat["images"], flat["masks"]
         n = images.shape[0]
-        with torch.no_grad():
-            code = self.deca.encode(images, detail=False)
+        code = self.coarse_code(flat)
         code.detail = self.deca.detail_encoder(images)
         if self.cfg.loss.detail_consistency and k > 1:
             perm = within_group_permutation(groups, k, self.generator, images.device)
@@ -69,8 +81,11 @@ class DetailModule(StageModule):
         with torch.no_grad():
             uv_target = sample_image_in_uv(images, positions, code.cam)
             uv_skin = sample_image_in_uv(skin, positions, code.cam)
-            visibility = uv_skin * (normals[:, 2:3] > FACING).to(uv_skin.dtype) * renderer.face_eye_mask \
-                * renderer.uv.valid
+            # Texels whose sample lies wholly on the skin (SKIN_COVERED): a texel at the skin mask's edge (the
+            # silhouette, eyes, mouth) samples background or eyes, and D learned to re-shade those edges instead of
+            # the details (issue 18: the edges were half the photometric residual of the true codes and true D).
+            visibility = (uv_skin > SKIN_COVERED).to(uv_skin.dtype) * (normals[:, 2:3] > FACING).to(uv_skin.dtype) \
+                * renderer.face_eye_mask * renderer.uv.valid
         context: dict[str, Any] = {"uv_texture": uv_texture, "uv_target": uv_target, "uv_visibility": visibility,
                                    "displacement": displacement, "uv_face_mask": renderer.face_eye_mask,
                                    "uv_shading": uv_shading}
