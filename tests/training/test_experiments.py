@@ -166,9 +166,10 @@ def test_fit_predictors_are_scored_beside_the_encoder(workspace):
     seen = {}
 
     def spy(predictor):
-        def wrapped(images, landmarks, masks, groups, k):
+        def wrapped(images, landmarks, masks, groups, k, truth):
             seen["groups_k"] = (groups, k)
-            code = predictor(images, landmarks, masks, groups, k)
+            seen["truth"] = set(truth)
+            code = predictor(images, landmarks, masks, groups, k, truth)
             seen["shape"] = code.shape
             return code
         return wrapped

@@ -14,6 +14,7 @@ import torch
 from pytorch_lightning.plugins import TorchCheckpointIO
 
 from decalite.deca import DECA
+from decalite.errors import AssetError
 from decalite.losses.mrf import load_vgg19_features
 from decalite.nets.checkpoints import load_weights
 from decalite.nets.identity import load_identity_net
@@ -55,9 +56,15 @@ def build_stage_module(deca: DECA, cfg: StageConfig) -> StageModule:
     if terms.get("mrf", 0.0):
         pretrained["mrf"] = load_vgg19_features(cfg.loss.vgg19_weights)
     if cfg.init_from:
-        report = load_weights(cfg.init_from, deca.networks())
+        networks = deca.networks()
+        decoder = networks.pop("detail_decoder")
+        report = load_weights(cfg.init_from, networks)
         if report.missing.get("coarse_encoder"):
             raise ValueError(f"{cfg.init_from} holds no complete coarse encoder: {report.summary()}")
+        try:
+            load_weights(cfg.init_from, {"detail_decoder": decoder})
+        except AssetError as err:  # another model.detail_size (a CPU checkpoint starting a paper run): start fresh
+            log.warning("%s: the detail decoder starts untrained (%s)", cfg.init_from, err.problem)
     return STAGES[cfg.stage](deca, cfg, pretrained)
 
 
