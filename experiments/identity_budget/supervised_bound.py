@@ -37,7 +37,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--every", type=int, default=750, help="score held-out identities every N steps")
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--groups", type=int, default=4, help="identity groups per step (x 4 images)")
+    parser.add_argument("--groups", type=int, default=4, help="identity groups per step (x --k images)")
+    parser.add_argument("--k", type=int, default=4, help="images per identity group in training batches")
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--identities", type=int, default=16, help="held-out identities scored")
     parser.add_argument("--threads", type=int, default=2)
@@ -58,7 +59,7 @@ def main() -> None:
                                           *([f"flame.n_shape={args.n_shape}"] if args.n_shape else [])])
     deca, _ = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)  # the demo's encoder, random init
     optimizer = torch.optim.Adam(deca.coarse_encoder.parameters(), lr=args.lr)
-    train = iter(IdentityGroupDataset(f"{args.root}/train/*.tar", k=4, image_size=args.image_size,
+    train = iter(IdentityGroupDataset(f"{args.root}/train/*.tar", k=args.k, image_size=args.image_size,
                                       train=not args.fixed))
     fixed = collate_groups([next(train) for _ in range(args.groups)]) if args.fixed else None
 
@@ -101,7 +102,7 @@ def main() -> None:
         loss.backward()
         optimizer.step()
         if step % args.every == 0:
-            row = {"step": step, "images": step * args.groups * 4, "seconds": round(time.time() - start),
+            row = {"step": step, "images": step * args.groups * args.k, "seconds": round(time.time() - start),
                    "train_vertex_mm": float(loss)}
             if fixed is None:
                 row.update({f"{k}_shape_mm": v for k, v in score().items()})

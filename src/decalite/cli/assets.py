@@ -13,7 +13,7 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
-from decalite.cli._hydra import CONF_DIR
+from decalite.cli._hydra import CONF_PATH
 from decalite.cli.schema import AssetsConfig, typed
 
 log = logging.getLogger("decalite.assets")
@@ -46,7 +46,7 @@ def run(cfg: AssetsConfig):
     return write_ict_folder(head, cfg.out)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="assets")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="assets")
 def main(dict_cfg: DictConfig) -> None:
     cfg = typed(dict_cfg, AssetsConfig)
     out = run(cfg)

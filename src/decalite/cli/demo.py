@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from decalite.cli._hydra import CONF_DIR
+from decalite.cli._hydra import CONF_PATH
 
 log = logging.getLogger("decalite.demo")
 
@@ -217,7 +217,7 @@ def reconstruct_and_animate(cfg: DictConfig) -> dict:
     return summary
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="demo")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="demo")
 def main(cfg: DictConfig) -> None:
     from decalite.threads import apply_thread_policy
 

@@ -26,7 +26,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
-from decalite.cli._hydra import CONF_DIR
+from decalite.cli._hydra import CONF_PATH
 
 log = logging.getLogger("decalite.evaluate")
 
@@ -169,7 +169,7 @@ def run_synthetic(cfg: DictConfig) -> dict[str, dict]:
 BENCHMARKS = {"demo": run, "now": run_now, "synthetic": run_synthetic}
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     from decalite.evaluation.now_benchmark import NowConfigError
 

@@ -18,7 +18,7 @@ import hydra
 from omegaconf import DictConfig
 
 from decalite.cli import schema
-from decalite.cli._hydra import CONF_DIR
+from decalite.cli._hydra import CONF_PATH
 from decalite.config import PathsConfig
 from decalite.data.prepare import ConfigError, PrepareConfig, prepare
 
@@ -49,7 +49,7 @@ def prepare_config(dict_cfg: DictConfig) -> PrepareConfig:
     return schema.project(cfg, PrepareConfig)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="prepare")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="prepare")
 def main(cfg: DictConfig) -> None:
     try:
         summary = prepare(prepare_config(cfg))

@@ -12,14 +12,14 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from decalite.cli._hydra import CONF_DIR
+from decalite.cli._hydra import CONF_PATH
 from decalite.cli.schema import inference_model, typed_or_exit
 from decalite.config import ReconstructConfig
 
 log = logging.getLogger("decalite.reconstruct")
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="reconstruct")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="reconstruct")
 def main(dict_cfg: DictConfig) -> None:
     from decalite.io.images import InputError
     from decalite.reconstruct import landmarker_for, run

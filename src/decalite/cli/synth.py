@@ -17,7 +17,7 @@ import hydra
 from omegaconf import DictConfig
 
 from decalite.cli import schema
-from decalite.cli._hydra import CONF_DIR
+from decalite.cli._hydra import CONF_PATH
 from decalite.config import FlameConfig, PathsConfig, RendererConfig
 from decalite.synth import SyntheticConfig, write_synthetic_dataset
 
@@ -72,7 +72,7 @@ def run(cfg: SynthConfig) -> Path:
     return manifest
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="synth")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="synth")
 def main(dict_cfg: DictConfig) -> None:
     run(schema.typed_or_exit(dict_cfg, SynthConfig, log))
 

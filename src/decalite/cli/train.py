@@ -20,7 +20,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from decalite.cli._hydra import CONF_DIR
+from decalite.cli._hydra import CONF_PATH
 
 log = logging.getLogger("decalite.train")
 
@@ -151,7 +151,7 @@ def run(cfg: DictConfig):
     return result
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="train")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -10,13 +10,13 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from decalite.cli._hydra import CONF_DIR
+from decalite.cli._hydra import CONF_PATH
 from decalite.cli.schema import TransferConfig, inference_model, typed_or_exit
 
 log = logging.getLogger("decalite.transfer")
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="transfer")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="transfer")
 def main(dict_cfg: DictConfig) -> None:
     from decalite.animate import render_frames, transfer_codes, write_animation
     from decalite.io.images import InputError
