@@ -34,7 +34,7 @@ from decalite.training.coarse import CoarseModule
 from decalite.training.detail import DetailModule
 from decalite.training.train import AtomicCheckpointIO
 
-REPO = Path(CONF_DIR).parent
+REPO = Path(__file__).resolve().parents[2]  # the repository root (never src/decalite: its types.py would shadow the stdlib)
 DATA = ["data.synthetic.train_identities=4", "data.synthetic.val_identities=2", "data.synthetic.size=48",
         "data.synthetic.render_size=48", "data.synthetic.identities_per_shard=2"]
 # synthetic_cpu, shrunk: 2 groups x K=4 per step, an epoch far longer than any run here (checkpoints land
