@@ -10,6 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 from decalite.cli._hydra import CONF_PATH
+from decalite.cli.trained import adopt_or_exit
 from decalite.cli.schema import AnimateConfig, inference_model, typed_or_exit
 
 log = logging.getLogger("decalite.animate")
@@ -21,6 +22,7 @@ def main(dict_cfg: DictConfig) -> None:
     from decalite.io.images import InputError
     from decalite.reconstruct import codes_for_input, landmarker_for
 
+    adopt_or_exit(dict_cfg, dict_cfg.model.checkpoint, "animate", log)  # a trained checkpoint's head and sizes
     cfg = typed_or_exit(dict_cfg, AnimateConfig, log)
     deca, _ = inference_model(cfg)
     device = next(deca.parameters()).device

@@ -7,6 +7,7 @@ into train-then-reconstruct with the project.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -20,6 +21,7 @@ import torch
 from omegaconf import DictConfig
 
 from decalite.cli._hydra import CONF_PATH
+from decalite.cli.trained import adopt_or_exit
 
 log = logging.getLogger("decalite.demo")
 
@@ -196,12 +198,11 @@ def reconstruct_and_animate(cfg: DictConfig) -> dict:
     Image.fromarray(skimage.data.astronaut()).save(photo)  # public domain (NASA), shipped with scikit-image
     cfg.input = str(photo)
     trained = bool(cfg.get("checkpoint"))
-    if trained:  # the networks of `make train` (synthetic_cpu): their backbone and image size
-        cfg.model.backbone = cfg.trained.backbone
+    if trained:  # the networks of `make train`, with the head and sizes the checkpoint records
+        from decalite.cli.trained import use_checkpoint_settings
+
         cfg.model.checkpoint = cfg.checkpoint
-        cfg.renderer.image_size = int(cfg.trained.image_size)
-        cfg.renderer.uv_size = int(cfg.trained.uv_size)
-        cfg.model.detail_size = int(cfg.trained.detail_size)
+        use_checkpoint_settings(cfg, cfg.checkpoint, "demo")
         cfg.output = str(Path(cfg.out) / "reconstruct_trained")
     deca, assets = inference_model(cfg)
     landmarker = landmarker_for(cfg.landmarks)
@@ -222,6 +223,8 @@ def main(cfg: DictConfig) -> None:
     from decalite.threads import apply_thread_policy
 
     apply_thread_policy(cfg.get("threads"))
+    if cfg.get("checkpoint"):  # before any work: the checkpoint is readable and agrees with the command line
+        adopt_or_exit(copy.deepcopy(cfg), cfg.checkpoint, "demo", log)
     summary = run(cfg)
     log.info(
         "%s head: %d vertices, %d faces, extent %s m; FLAME forward %s ms (CPU)",

@@ -1,7 +1,10 @@
 """``decalite-evaluate``: the synthetic benchmark (see :mod:`decalite.evaluation.synthetic`) on the held-out
 identities of the experiment's synthetic data, for the untrained networks, a checkpoint and the mean face.
 
-    decalite-evaluate experiment=synthetic_cpu checkpoint=outputs/train/synthetic_cpu/detail/checkpoints/last.ckpt
+    decalite-evaluate checkpoint=outputs/train/synthetic_cpu/detail/checkpoints/last.ckpt
+
+The checkpoint records the head, network sizes and synthetic data it was trained with; they are used unless the
+command line sets them (a contradicting value is an error naming both).
 
 Writes ``<out>/train_eval.json`` as ``{"before": {...}, "after": {...}, "mean_face": {...}}`` and prints a table.
 
@@ -24,9 +27,10 @@ from pathlib import Path
 import hydra
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from decalite.cli._hydra import CONF_PATH
+from decalite.cli.trained import adopt_or_exit
 
 log = logging.getLogger("decalite.evaluate")
 
@@ -120,8 +124,6 @@ def run(cfg: DictConfig) -> dict[str, dict]:
 def run_now(cfg: DictConfig) -> dict:
     """``benchmark=now``: the ``now`` block as :class:`NowConfig`, scored into ``cfg.output``; exits with status 1
     when no prediction could be scored (the report is written all the same)."""
-    from omegaconf import OmegaConf
-
     from decalite.evaluation.now_benchmark import NowConfig, run_now_benchmark
 
     if cfg.get("torch_threads"):
@@ -136,8 +138,6 @@ def run_now(cfg: DictConfig) -> dict:
 def run_synthetic(cfg: DictConfig) -> dict[str, dict]:
     """``benchmark=synthetic``: the checkpoint scored by each method of ``synthetic.methods`` (encoder, fits) on
     ``max_identities`` held-out identities of the experiment's synthetic data, into ``cfg.output``."""
-    from omegaconf import OmegaConf
-
     from decalite.cli.train import ensure_synthetic_data
     from decalite.data.datamodule import IdentityGroupDataset, collate_groups
     from decalite.evaluation.synthetic_benchmark import SyntheticBenchmarkConfig, run_synthetic_benchmark
@@ -167,6 +167,8 @@ def run_synthetic(cfg: DictConfig) -> dict[str, dict]:
 
 
 BENCHMARKS = {"demo": run, "now": run_now, "synthetic": run_synthetic}
+#: The benchmarks that score a checkpoint (``checkpoint=``; the NoW benchmark scores a folder of predictions).
+CHECKPOINT_BENCHMARKS = ("demo", "synthetic")
 
 
 @hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="evaluate")
@@ -176,6 +178,12 @@ def main(cfg: DictConfig) -> None:
     if cfg.benchmark not in BENCHMARKS:
         log.error("benchmark=%s is not known: pass one of %s", cfg.benchmark, ", ".join(BENCHMARKS))
         raise SystemExit(2)
+    if cfg.benchmark in CHECKPOINT_BENCHMARKS:  # before any work: the checkpoint, then its settings
+        if OmegaConf.is_missing(cfg, "checkpoint") or not cfg.checkpoint:
+            log.error("checkpoint is not set: benchmark=%s scores a trained checkpoint, e.g. "
+                      "checkpoint=outputs/train/synthetic_cpu/detail/checkpoints/last.ckpt", cfg.benchmark)
+            raise SystemExit(2)
+        adopt_or_exit(cfg, str(cfg.checkpoint), "evaluate", log)  # its head, sizes and data: nothing else to set
     try:
         BENCHMARKS[cfg.benchmark](cfg)
     except NowConfigError as err:  # also the synthetic benchmark's BenchmarkConfigError

@@ -1,5 +1,9 @@
 """``decalite-prepare input=ROOT output=DIR layout=vggface2|bupt|voxceleb2``: datasets -> identity shards.
 
+Across a cluster: ``part=i parts=N`` prepares every N-th shard into ``DIR/parts/`` (a SLURM array task each, or
+``decalite-prepare -m part=0,1,2,3 parts=4`` with a submitit launcher), then ``decalite-prepare merge=true
+output=DIR`` gives the shards and manifest one run would.
+
 Other keys (``conf/prepare.yaml``): landmarker (auto|fan|dlib), fan_detector, device, size, workers,
 identities_per_shard, min_images, max_images_per_sample, every_n_frames, progress, mask.model /
 mask.skin_classes / mask.input_size. See :mod:`decalite.data.prepare` for the layouts and resuming.
@@ -20,7 +24,7 @@ from omegaconf import DictConfig
 from decalite.cli import schema
 from decalite.cli._hydra import CONF_PATH
 from decalite.config import PathsConfig
-from decalite.data.prepare import ConfigError, PrepareConfig, prepare
+from decalite.data.prepare import ConfigError, PrepareConfig, merge_parts, prepare
 
 log = logging.getLogger("decalite.prepare")
 
@@ -28,10 +32,11 @@ log = logging.getLogger("decalite.prepare")
 @dataclass(kw_only=True)
 class PrepareToolConfig(PrepareConfig):
     """``decalite-prepare`` (``conf/prepare.yaml``): PrepareConfig's keys (``input`` optional here, so its absence
-    is reported as a configuration error) and the paths group."""
+    is reported as a configuration error), the paths group, and ``merge`` (merge the parts of ``output``)."""
 
     input: str | None = None
     paths: PathsConfig
+    merge: bool = False
 
 
 schema.register({"prepare": PrepareToolConfig})
@@ -52,7 +57,7 @@ def prepare_config(dict_cfg: DictConfig) -> PrepareConfig:
 @hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="prepare")
 def main(cfg: DictConfig) -> None:
     try:
-        summary = prepare(prepare_config(cfg))
+        summary = merge_parts(cfg.output) if cfg.merge else prepare(prepare_config(cfg))
     except ConfigError as err:
         log.error("%s", err)
         sys.exit(2)

@@ -13,6 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from decalite.cli._hydra import CONF_PATH
+from decalite.cli.trained import adopt_or_exit
 from decalite.cli.schema import inference_model, typed_or_exit
 from decalite.config import ReconstructConfig
 
@@ -24,6 +25,7 @@ def main(dict_cfg: DictConfig) -> None:
     from decalite.io.images import InputError
     from decalite.reconstruct import landmarker_for, run
 
+    adopt_or_exit(dict_cfg, dict_cfg.model.checkpoint, "reconstruct", log)  # a trained checkpoint's head and sizes
     cfg = typed_or_exit(dict_cfg, ReconstructConfig, log)
     deca, assets = inference_model(cfg)
     if not cfg.model.checkpoint:

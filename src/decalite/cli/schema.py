@@ -66,29 +66,18 @@ class TransferConfig(ReconstructConfig):
 
 
 @dataclass
-class TrainedConfig:
-    """The settings a demo checkpoint was trained with: encoder backbone, image, UV and detail-map sizes."""
-
-    backbone: str
-    image_size: int
-    uv_size: int
-    detail_size: int = 256
-
-
-@dataclass
 class DemoConfig(ReconstructConfig):
     """``decalite-demo`` (``conf/demo.yaml``): the generated head's showcase, then reconstruct and animate a photo.
 
     Attributes:
         out: the output folder. frames, fps: the animation. checkpoint: a trained checkpoint (None: fit from the
-            mean face). trained: the settings that checkpoint was trained with.
+            mean face); its recorded settings (head, sizes) are used.
     """
 
     out: str
     frames: int
     fps: int
     checkpoint: str | None = None
-    trained: TrainedConfig | None = None
 
 
 @dataclass

@@ -27,6 +27,7 @@ log = logging.getLogger("decalite.train")
 
 def stage_config(cfg: DictConfig):
     """The typed :class:`~decalite.training.config.StageConfig` of the composed config."""
+    from decalite.cli.trained import trained_settings
     from decalite.training.config import LossConfig, OptimConfig, StageConfig
 
     loss = OmegaConf.to_container(cfg.loss, resolve=True)
@@ -39,6 +40,7 @@ def stage_config(cfg: DictConfig):
         init_cam=tuple(float(v) for v in cfg.init_cam),
         init_light=float(cfg.init_light),
         coarse_from=str(cfg.get("coarse_from", "encoder")),
+        settings=trained_settings(cfg),
     )
 
 

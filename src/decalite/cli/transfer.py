@@ -11,6 +11,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from decalite.cli._hydra import CONF_PATH
+from decalite.cli.trained import adopt_or_exit
 from decalite.cli.schema import TransferConfig, inference_model, typed_or_exit
 
 log = logging.getLogger("decalite.transfer")
@@ -22,6 +23,7 @@ def main(dict_cfg: DictConfig) -> None:
     from decalite.io.images import InputError
     from decalite.reconstruct import codes_for_input, landmarker_for
 
+    adopt_or_exit(dict_cfg, dict_cfg.model.checkpoint, "transfer", log)  # a trained checkpoint's head and sizes
     cfg = typed_or_exit(dict_cfg, TransferConfig, log)
     deca, _ = inference_model(cfg)
     landmarker = landmarker_for(cfg.landmarks)

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 #: ``LoadReport.format`` of an official ``deca_model.tar``.
 OFFICIAL_FORMAT = "official DECA"
 OFFICIAL_PARTS = {"E_flame": "coarse_encoder", "E_detail": "detail_encoder", "D_detail": "detail_decoder"}
+#: The entry of a decalite checkpoint that records what it was trained with: ``{"version": decalite's version,
+#: "settings": {dotted config key: value}}`` (written by the training stages, read by :func:`read_training_record`).
+SETTINGS_KEY = "decalite"
 _HOW_TO_OBTAIN = (
     "The official DECA model (deca_model.tar) is distributed by its authors after registration "
     "(https://deca.is.tue.mpg.de); decalite's own checkpoints come from `make train`"
@@ -157,6 +160,23 @@ def _check_decoder_size(path: Path, state: Mapping[str, torch.Tensor] | None, mo
                                f"model.detail_size={want}", what="network weights",
                          expected=f"detail-decoder weights for {want} x {want} maps",
                          how_to_obtain=f"set model.detail_size={have} (the size this checkpoint was trained with)")
+
+
+def read_training_record(path: str | Path) -> dict | None:
+    """What a decalite checkpoint records of its training (``{"version": ..., "settings": {...}}``), or None for
+    a file without a record (an official ``deca_model.tar``, an older decalite checkpoint).
+
+    Raises:
+        AssetError: the file is missing, unsafe or unreadable (as :func:`load_weights`), or its record is malformed.
+    """
+    path = Path(path)
+    record = _read(path).get(SETTINGS_KEY)
+    if record is None:
+        return None
+    if not isinstance(record, Mapping) or not isinstance(record.get("settings"), Mapping):
+        raise AssetError(path, f"its '{SETTINGS_KEY}' entry is not a training record", what="network weights",
+                         expected='{"version": ..., "settings": {key: value}}', how_to_obtain=_HOW_TO_OBTAIN)
+    return {"version": str(record.get("version", "unknown")), "settings": dict(record["settings"])}
 
 
 def load_weights(path: str | Path, modules: Mapping[str, nn.Module], strict: bool = False) -> LoadReport:

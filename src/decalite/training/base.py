@@ -11,8 +11,10 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+import decalite
 from decalite.deca import DECA
 from decalite.losses.objective import LossResult, check_weights
+from decalite.nets.checkpoints import SETTINGS_KEY
 from decalite.training.config import StageConfig
 from decalite.training.distributed import exclude_constants_from_ddp
 
@@ -217,6 +219,10 @@ class StageModule(pl.LightningModule):
         super().__setstate__({**state, "generator": generator})
 
     # ------------------------------------------------------------------ checkpoints without pretrained nets
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Self-describing checkpoints: tools given this file take the head, sizes and data settings from it.
+        checkpoint[SETTINGS_KEY] = {"version": decalite.__version__, "settings": dict(self.cfg.settings)}
 
     def state_dict(self, *args, **kwargs):
         state = super().state_dict(*args, **kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -59,6 +60,8 @@ class StageConfig:
         coarse_from: where the detail stage's coarse codes come from: "encoder" (E_coarse, DECA) or "truth" (the
             synthetic data's true codes, :func:`decalite.data.truth.true_code`: an oracle that checks a detail world
             is learnable at all; needs synthetic data and no init_from).
+        settings: what every checkpoint of this stage records of its configuration (dotted key -> value;
+            ``decalite.cli.trained.trained_settings``), so tools load a checkpoint alone.
     """
 
     stage: str = "coarse"
@@ -69,6 +72,7 @@ class StageConfig:
     init_light: float = 3.0
     log_images_every: int = 0
     coarse_from: str = "encoder"
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.coarse_from not in COARSE_SOURCES:
