@@ -25,6 +25,8 @@ from decalite.data.prepare import (  # noqa: E402
     ConfigError,
     PrepareConfig,
     discover,
+    merge_parts,
+    part_folder,
     prepare,
     read_image,
     resolve_landmarker,
@@ -262,3 +264,50 @@ def test_cli_exit_status(tmp_path):
     assert "1 images, 1 identities, 1 failures" in logs["bad"]
     assert "broken.jpg" in logs["bad"]
     assert read_manifest(tmp_path / "out_bad")["images"] == 1
+
+
+def _without_timing(manifest: dict) -> dict:
+    """A manifest less what differs between two runs of the same work (seconds per shard)."""
+    records = {n: {k: v for k, v in r.items() if k != "seconds"} for n, r in manifest["shard_records"].items()}
+    return {**manifest, "shard_records": records}
+
+
+def test_two_parts_in_two_processes_merge_into_one_runs_output(vgg_root, tmp_path):
+    """part=i parts=2 in two concurrent processes, then merge=true: the same shards (sha256) and manifest as one
+    run; a missing or unfinished part is refused by name before anything is merged."""
+    one = tmp_path / "one"
+    prepare(_config(vgg_root, one, identities_per_shard=1))
+    split = tmp_path / "split"
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch")}
+    args = [f"input={vgg_root}", f"output={split}", "landmarker=dlib", "identities_per_shard=1", "min_images=4",
+            "max_images_per_sample=4", "parts=2"]
+    procs = [subprocess.Popen([sys.executable, "-m", "decalite.cli.prepare", *args, f"part={i}", "workers=0",
+                               "progress=false", f"size={SIZE}"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 1], logs  # part 0: alice, carol; part 1: bob and his broken files
+    assert sorted(p.name for p in part_folder(split, 0, 2).glob("*.tar")) == ["prepared-000000.tar",
+                                                                              "prepared-000002.tar"]
+    assert sorted(p.name for p in part_folder(split, 1, 2).glob("*.tar")) == ["prepared-000001.tar"]
+    assert not list(split.glob("*.tar"))  # nothing in the output until the merge
+
+    merged = subprocess.run([sys.executable, "-m", "decalite.cli.prepare", "merge=true", f"output={split}"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert merged.returncode == 1, merged.stdout + merged.stderr  # the merged run reports bob's failures too
+    assert _without_timing(read_manifest(split)) == _without_timing(read_manifest(one))
+    assert (split / "failures.jsonl").read_text() == (one / "failures.jsonl").read_text()
+    for tar in sorted(one.glob("prepared-*.tar")):
+        assert (split / tar.name).read_bytes() == tar.read_bytes(), tar.name
+
+    # an unfinished part (a shard lost) and a missing part are refused, naming the part and the fix
+    (part_folder(split, 0, 2) / "manifest.json").write_text(json.dumps(
+        {**read_manifest(part_folder(split, 0, 2)), "shards": read_manifest(part_folder(split, 0, 2))["shards"][:1]}))
+    with pytest.raises(ConfigError, match=r"part-0000-of-0002: 1 of 2 shards unfinished.*part=0 parts=2"):
+        merge_parts(split)
+    shutil.rmtree(part_folder(split, 1, 2))
+    with pytest.raises(ConfigError, match=r"part\(s\) \[1\] of 2 not prepared"):
+        merge_parts(split)
+    with pytest.raises(ConfigError, match="holds no parts"):
+        merge_parts(tmp_path / "nothing")
+    with pytest.raises(ConfigError, match="part=2 parts=2"):
+        prepare(_config(vgg_root, tmp_path / "bad", part=2, parts=2))

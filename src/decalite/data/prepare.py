@@ -28,6 +28,13 @@ still has the recorded sha256 is skipped (its failures and flags are kept). Addi
 the existing ones only adds shards; an identity inserted in the middle shifts the grouping so every shard
 from that point on is rebuilt (its fingerprint changes). Shard files no longer in the plan are deleted.
 The manifest is rewritten after every finished shard, so an interruption loses only the shards in flight.
+
+Across a cluster (``part=i parts=N``): every part discovers the same inputs and plans the same shards; part ``i``
+builds every N-th of them (shard index ``j`` with ``j % N == i``, names unchanged) into its own folder
+``output/parts/part-<i>-of-<N>/`` (resumable as above), so a SLURM array or a Hydra multirun (``-m part=0,1,2,3
+parts=4``) prepares one dataset in parallel. :func:`merge_parts` (``decalite-prepare merge=true output=DIR``)
+then checks that every part finished with the same settings and links their shards and records into ``output``:
+the same shards and manifest as one run.
 """
 
 from __future__ import annotations
@@ -67,6 +74,8 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v"}
 SHARD_PATTERN = "prepared-{:06d}.tar"
 FAILURES = "failures.jsonl"
+PARTS_DIR = "parts"
+PART_PATTERN = "part-{:04d}-of-{:04d}"
 
 
 class ConfigError(ValueError):
@@ -105,6 +114,8 @@ class PrepareConfig:
     every_n_frames: int = 10
     mask: MaskConfig = field(default_factory=MaskConfig)
     progress: bool = True
+    part: int = 0
+    parts: int = 1
 
 
 @dataclass
@@ -319,6 +330,18 @@ def plan_shards(identities: dict[str, list[Source]], per_shard: int) -> list[tup
     return [(SHARD_PATTERN.format(i // per_shard), names[i : i + per_shard]) for i in range(0, len(names), per_shard)]
 
 
+def part_folder(output: str | os.PathLike[str], part: int, parts: int) -> Path:
+    """Where part ``part`` of ``parts`` writes its shards and manifest: ``output/parts/part-<i>-of-<N>``."""
+    return Path(output) / PARTS_DIR / PART_PATTERN.format(part, parts)
+
+
+def check_part(part: int, parts: int) -> None:
+    """ConfigError unless ``0 <= part < parts``."""
+    if int(parts) < 1 or not 0 <= int(part) < int(parts):
+        raise ConfigError(f"part={part} parts={parts}: parts must be >= 1 and 0 <= part < parts "
+                          "(a SLURM array: part=$SLURM_ARRAY_TASK_ID parts=<array size>)")
+
+
 def _file_stamp(path: Path) -> list[int]:
     try:
         st = path.stat()
@@ -493,13 +516,17 @@ def _remove_stale(output: Path, plan: list[ShardTask]) -> None:
         path.unlink()
 
 
-def _save(output: Path, records: dict[str, dict[str, Any]], cfg: PrepareConfig, settings: dict[str, Any]) -> Path:
-    """Write manifest.json and failures.jsonl for the finished shards."""
+def _save(output: Path, records: dict[str, dict[str, Any]], input_root: str, settings: dict[str, Any],
+          part: dict[str, Any] | None = None) -> Path:
+    """Write manifest.json and failures.jsonl for the finished shards (``part``: a part's number, count and
+    planned shards, recorded in its manifest for :func:`merge_parts`)."""
     names = sorted(records)
     failures = [f for n in names for f in records[n]["failures"]]
     flagged = [f for n in names for f in records[n]["flagged"]]
-    extra = {"source": "prepare", "input": str(Path(cfg.input).resolve()), "settings": settings,
+    extra = {"source": "prepare", "input": input_root, "settings": settings,
              "shard_records": {n: {k: v for k, v in records[n].items() if k != "info"} for n in names}}
+    if part is not None:
+        extra["part"] = part
     path = write_manifest(output, [ShardInfo(**records[n]["info"]) for n in names], failures, flagged, extra)
     tmp = output / f".{FAILURES}.tmp-{os.getpid()}"
     tmp.write_text("".join(json.dumps(f, sort_keys=True) + "\n" for f in failures))
@@ -507,9 +534,9 @@ def _save(output: Path, records: dict[str, dict[str, Any]], cfg: PrepareConfig, 
     return path
 
 
-def _run_tasks(todo: list[ShardTask], cfg: PrepareConfig, landmarker: str) -> Iterator[dict[str, Any]]:
+def _run_tasks(todo: list[ShardTask], cfg: PrepareConfig, landmarker: str, output: Path) -> Iterator[dict[str, Any]]:
     """Build shards in-process (workers=0) or in a spawn pool; yields records as shards finish."""
-    args = [(t, str(cfg.input), str(cfg.output)) for t in todo]
+    args = [(t, str(cfg.input), str(output)) for t in todo]
     workers = min(int(cfg.workers), len(todo))
     if workers <= 0:
         _init_worker(cfg, landmarker, threads=None)
@@ -522,11 +549,15 @@ def _run_tasks(todo: list[ShardTask], cfg: PrepareConfig, landmarker: str) -> It
 
 
 def prepare(cfg: PrepareConfig) -> PrepareSummary:
-    """Turn ``cfg.input`` into shards under ``cfg.output`` (resumable). Raises ConfigError for bad settings."""
+    """Turn ``cfg.input`` into shards under ``cfg.output`` (resumable), or its part ``cfg.part`` of ``cfg.parts``
+    into :func:`part_folder`. Raises ConfigError for bad settings."""
     from tqdm import tqdm
 
     start = time.perf_counter()
-    root, output = Path(cfg.input), Path(cfg.output)
+    check_part(cfg.part, cfg.parts)
+    split = int(cfg.parts) > 1
+    root = Path(cfg.input)
+    output = part_folder(cfg.output, cfg.part, cfg.parts) if split else Path(cfg.output)
     identities = discover(root, cfg.layout, int(cfg.every_n_frames))
     if int(cfg.size) < 16:
         raise ConfigError(f"size must be >= 16, got {cfg.size}")
@@ -537,21 +568,27 @@ def prepare(cfg: PrepareConfig) -> PrepareSummary:
     plan = [ShardTask(name, [(i, identities[i]) for i in names],
                       shard_fingerprint(root, [(i, identities[i]) for i in names], settings))
             for name, names in plan_shards(identities, int(cfg.identities_per_shard))]
+    part = None
+    if split:  # every parts-th shard of the whole plan, names unchanged
+        plan = plan[int(cfg.part)::int(cfg.parts)]
+        part = {"part": int(cfg.part), "parts": int(cfg.parts), "planned": [t.name for t in plan]}
+        log.info("part %d of %d: %d shard(s) into %s", cfg.part, cfg.parts, len(plan), output)
+    input_root = str(root.resolve())
     output.mkdir(parents=True, exist_ok=True)
     records = _kept_shards(output, plan, read_manifest(output))
     _remove_stale(output, plan)
     todo = [t for t in plan if t.name not in records]
     log.info("%d identities, %d sources in %d shards: %d to build, %d kept from an earlier run",
              len(identities), sum(len(s) for s in identities.values()), len(plan), len(todo), len(records))
-    manifest = _save(output, records, cfg, settings)
+    manifest = _save(output, records, input_root, settings, part)
     written, processed = [], 0
     with tqdm(total=len(todo), unit="shard", desc="prepare", disable=not cfg.progress) as bar:
-        for record in _run_tasks(todo, cfg, landmarker):
+        for record in _run_tasks(todo, cfg, landmarker, output):
             name = record["info"]["name"]
             records[name] = record
             written.append(name)
             processed += record["processed"]
-            manifest = _save(output, records, cfg, settings)
+            manifest = _save(output, records, input_root, settings, part)
             bar.update(1)
     failures = [f for n in sorted(records) for f in records[n]["failures"]]
     flagged = [f for n in sorted(records) for f in records[n]["flagged"]]
@@ -563,3 +600,75 @@ def prepare(cfg: PrepareConfig) -> PrepareSummary:
     log.info("%d images, %d identities, %d failures (see %s)", summary.images, summary.identities,
              len(failures), manifest)
     return summary
+
+
+def merge_parts(output: str | os.PathLike[str]) -> PrepareSummary:
+    """Merge the parts under ``output/parts/`` (see :func:`prepare` with ``parts > 1``) into ``output``: their
+    shards hard-linked (copied across file systems) and one manifest and failures list, as one run would write.
+
+    Raises:
+        ConfigError: no parts, a part missing or unfinished, or parts prepared from other inputs or settings; the
+            message names the part and the command that finishes it.
+    """
+    start = time.perf_counter()
+    output = Path(output)
+    folders = sorted(p for p in (output / PARTS_DIR).glob("part-*-of-*") if p.is_dir())
+    if not folders:
+        raise ConfigError(f"{output / PARTS_DIR} holds no parts: prepare them first with part=i parts=N "
+                          f"output={output}")
+    manifests = {f: read_manifest(f) for f in folders}
+    counts = {m.get("part", {}).get("parts") for m in manifests.values()}
+    if len(counts) != 1 or None in counts:
+        raise ConfigError(f"{output / PARTS_DIR}: parts of different splits ({sorted(f.name for f in folders)}); "
+                          "delete the folders of the old split")
+    parts = counts.pop()
+    done = {m["part"]["part"]: (f, m) for f, m in manifests.items()}
+    missing = [i for i in range(parts) if i not in done]
+    if missing:
+        raise ConfigError(f"{output / PARTS_DIR}: part(s) {missing} of {parts} not prepared: run decalite-prepare "
+                          f"part=<i> parts={parts} output={output} (same input and settings) for each")
+    first = done[0][1]
+    records: dict[str, dict[str, Any]] = {}
+    for i in range(parts):
+        folder, manifest = done[i]
+        for key in ("input", "settings"):
+            if manifest.get(key) != first.get(key):
+                raise ConfigError(f"{folder}: prepared with another {key} than part 0 ({manifest.get(key)!r} vs "
+                                  f"{first.get(key)!r}); rerun this part with part 0's")
+        finished = {s["name"] for s in manifest["shards"]}
+        unfinished = [n for n in manifest["part"]["planned"] if n not in finished]
+        if unfinished:
+            raise ConfigError(f"{folder}: {len(unfinished)} of {len(manifest['part']['planned'])} shards unfinished "
+                              f"(e.g. {unfinished[0]}): rerun decalite-prepare part={i} parts={parts} "
+                              f"output={output} with the same input (it resumes)")
+        for info in manifest["shards"]:
+            records[info["name"]] = {**manifest["shard_records"][info["name"]], "info": info}
+    expected = [SHARD_PATTERN.format(j) for j in range(len(records))]
+    if sorted(records) != expected:
+        raise ConfigError(f"{output / PARTS_DIR}: the parts' shards are not one plan ({len(records)} shards, names "
+                          f"{sorted(records)[:3]}...); prepare every part from the same input")
+    for name in expected:
+        part_file = done[expected.index(name) % parts][0] / name
+        _link(part_file, output / name)
+    _remove_stale(output, [ShardTask(n, [], "") for n in expected])
+    manifest = _save(output, records, first["input"], first["settings"])
+    failures = [f for n in expected for f in records[n]["failures"]]
+    flagged = [f for n in expected for f in records[n]["flagged"]]
+    data = read_manifest(output)
+    log.info("merged %d part(s): %d shards, %d images, %d identities into %s", parts, len(expected), data["images"],
+             data["identities"], output)
+    return PrepareSummary(manifest=manifest, images=int(data["images"]), identities=int(data["identities"]),
+                          failures=failures, flagged=flagged, written=expected, seconds=time.perf_counter() - start)
+
+
+def _link(source: Path, target: Path) -> None:
+    """``target`` becomes the same file as ``source`` (a hard link; a copy across file systems), atomically."""
+    import shutil
+
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
