@@ -427,7 +427,7 @@ def test_missing_identity_weights_name_the_file(ws):
 
 def test_synthetic_data_of_another_head_is_refused_with_the_fix(ws, tmp_path):
     """Shards rendered from an older generated head (or another FLAME) are not silently mixed in."""
-    from decalite.cli.train import SOURCE_FILE
+    from decalite.synth.splits import SOURCE_FILE
     from decalite.errors import AssetError
 
     cfg = _cfg(ws, "marker", f"data.synthetic.root={tmp_path / 'synth'}")
@@ -460,6 +460,10 @@ def test_synthetic_data_of_other_settings_is_refused_and_an_interrupted_write_re
         ensure_synthetic_data(_cfg(ws, "std2", f"data.synthetic.root={root}", "data.synthetic.shape_std=2.0"))
     with pytest.raises(AssetError, match="detail_width: 1.0 there, 3.0 configured"):  # another detail world
         ensure_synthetic_data(_cfg(ws, "width3", f"data.synthetic.root={root}", "data.synthetic.detail_width=3.0"))
+    with pytest.raises(AssetError, match="yaw: 40.0 there, 15.0 configured"):  # any generator setting
+        ensure_synthetic_data(_cfg(ws, "yaw", f"data.synthetic.root={root}", "+data.synthetic.yaw=15.0"))
+    with pytest.raises(KeyError, match="data.synthetic.yawn: not a synthetic-data setting"):  # a typo
+        ensure_synthetic_data(_cfg(ws, "yawn", f"data.synthetic.root={root}", "+data.synthetic.yawn=15.0"))
     # a manifest written before a setting existed reads as that setting's default (such data stays usable)
     older = json.loads((train / "manifest.json").read_text())
     del older["config"]["detail_width"], older["config"]["detail_noise"]

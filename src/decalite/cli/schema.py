@@ -24,6 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from decalite.config import FlameConfig, ModelConfig, PathsConfig, ReconstructConfig, RendererConfig
+from decalite.training.config import LossConfig
 
 T = TypeVar("T")
 
@@ -101,7 +102,8 @@ class AssetsConfig:
     target_vertices: int | None
 
 
-_GROUPS = {"flame": FlameConfig, "renderer": RendererConfig, "model": ModelConfig, "paths": PathsConfig}
+_GROUPS = {"flame": FlameConfig, "renderer": RendererConfig, "model": ModelConfig, "paths": PathsConfig,
+           "loss": LossConfig}
 _TOOLS = {"reconstruct": ReconstructConfig, "animate": AnimateConfig, "transfer": TransferConfig,
           "demo": DemoConfig, "assets": AssetsConfig}
 

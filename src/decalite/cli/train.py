@@ -44,81 +44,21 @@ def stage_config(cfg: DictConfig):
     )
 
 
-#: Beside each synthetic split's manifest: the head it was rendered from (the assets folder's name, e.g.
-#: ``generated_head_v5_seed0``), so data of another head (an older generator, another FLAME) is not mixed in.
-SOURCE_FILE = "head_source.txt"
-
-
 def ensure_synthetic_data(cfg: DictConfig) -> None:
-    """Write the synthetic train/val shards when absent or unfinished (resumable: finished shards are kept).
-    Existing shards rendered from another head, or written with other settings than configured, are refused
-    with the fix."""
-    from decalite.errors import AssetError
+    """Write the run's synthetic train/val splits when absent or unfinished (:func:`decalite.synth.splits.
+    ensure_splits`): ``data.synthetic`` holds any :class:`~decalite.synth.SyntheticConfig` field (pose ranges,
+    light, detail world, ...) besides the folder and identity counts; the UV size and code sizes come from the
+    renderer and flame groups."""
     from decalite.flame.default import resolve_flame_dir
-    from decalite.synth import SyntheticConfig, write_synthetic_dataset
+    from decalite.synth.splits import ensure_splits, synthetic_config
 
-    spec = cfg.data.synthetic
+    spec = OmegaConf.to_container(cfg.data.synthetic, resolve=True)
     assets_dir = resolve_flame_dir(cfg.flame.dir, cache_dir=cfg.paths.cache_dir, seed=int(cfg.flame.seed),
                                   embedded=str(cfg.flame.embedded))
-    source = Path(assets_dir).name
-    for split, count, seed in (("train", spec.train_identities, spec.seed),
-                               ("val", spec.val_identities, int(spec.seed) + 1_000_000)):
-        out = Path(spec.root) / split
-        synth = SyntheticConfig(identities=int(count), images_per_identity=int(spec.images_per_identity),
-                                size=int(spec.size), render_size=int(spec.render_size), seed=int(seed),
-                                uv_size=int(cfg.renderer.uv_size), n_shape=int(cfg.flame.n_shape),
-                                n_exp=int(cfg.flame.n_exp), n_tex=int(cfg.flame.n_tex),
-                                shape_std=float(spec.get("shape_std", 1.0)),
-                                detail_scale=float(spec.get("detail_scale", 1.0)),
-                                detail_width=float(spec.get("detail_width", 1.0)),
-                                detail_noise=float(spec.get("detail_noise", 1.0)))
-        if (out / "manifest.json").exists():
-            written = _check_synthetic_settings(out, synth)
-            marker = out / SOURCE_FILE
-            found = marker.read_text().strip() if marker.exists() else "an older decalite (no record)"
-            if found != source:
-                raise AssetError(out, f"synthetic data rendered from {found}, but the configured head is {source}",
-                                 what="synthetic training data", expected=f"shards rendered from {source}",
-                                 how_to_obtain=f"delete {Path(spec.root)} to regenerate it (automatic, a few minutes), "
-                                               "or point data.synthetic.root elsewhere")
-            if written >= int(count):
-                continue
-            log.info("synthetic %s split in %s has %d of %d identities (interrupted): resuming", split, out,
-                     written, int(count))
-        else:
-            log.info("writing %d synthetic %s identities to %s (first use)", count, split, out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / SOURCE_FILE).write_text(source + "\n")  # first, so an interrupted write can be resumed
-        write_synthetic_dataset(synth, out, identities_per_shard=int(spec.identities_per_shard), assets_dir=assets_dir)
-
-
-#: The settings :func:`ensure_synthetic_data` derives from the config; existing shards must have been written with
-#: the same ones (the manifest records them), or training would silently use other data than configured.
-CHECKED_SETTINGS = ("identities", "images_per_identity", "size", "render_size", "seed", "uv_size", "n_shape",
-                    "n_exp", "n_tex", "shape_std", "detail_scale", "detail_width", "detail_noise")
-
-
-def _check_synthetic_settings(out: Path, wanted) -> int:
-    """Refuse a synthetic split whose manifest records other settings than ``wanted`` (a SyntheticConfig);
-    returns the number of identities written so far."""
-    from decalite.data.shards import MANIFEST, read_manifest
-    from decalite.errors import AssetError
-
-    try:
-        recorded = read_manifest(out)
-    except (OSError, ValueError) as err:
-        raise AssetError(out / MANIFEST, f"unreadable ({err})", what="synthetic data manifest",
-                         how_to_obtain=f"delete {out.parent} to regenerate it") from err
-    # A setting the manifest does not record was written by a decalite without it: the default then.
-    found = {**type(wanted)().to_json(), **(recorded.get("config") or {})}
-    want = wanted.to_json()
-    differ = [f"{k}: {found.get(k)!r} there, {want[k]!r} configured" for k in CHECKED_SETTINGS if found.get(k) != want[k]]
-    if differ:
-        raise AssetError(out, "synthetic data written with other settings than configured (" + "; ".join(differ) + ")",
-                         what="synthetic training data", expected="shards written with the configured data.synthetic",
-                         how_to_obtain=f"delete {out.parent} to regenerate it (automatic), or point "
-                                       "data.synthetic.root elsewhere")
-    return int(recorded.get("samples", 0))
+    base = synthetic_config(spec, uv_size=int(cfg.renderer.uv_size), n_shape=int(cfg.flame.n_shape),
+                            n_exp=int(cfg.flame.n_exp), n_tex=int(cfg.flame.n_tex))
+    ensure_splits(spec["root"], base, int(spec["train_identities"]), int(spec["val_identities"]),
+                  int(spec["identities_per_shard"]), assets_dir)
 
 
 def run(cfg: DictConfig):
