@@ -124,11 +124,23 @@ class SaveConfig:
     arkit: bool
 
 
+#: The fit's loss weights (the only declaration: :class:`decalite.fitting.FitConfig` and ``decalite-reconstruct``'s
+#: ``fit_loss`` start from them). Terms and normalisations are DECA's training terms
+#: (:mod:`decalite.losses.objective`), weighted for a per-image fit (the batch-sum regularisers are divided by the
+#: batch size). ``landmark_robust``: Geman-McClure (scale 0.02) for detector outliers, e.g. ``landmark=0
+#: landmark_robust=1``; ``photometric``: the skin-masked photometric term (0: landmarks only).
+DEFAULT_FIT_TERMS: dict[str, float] = {
+    "landmark": 1.0, "landmark_robust": 0.0, "eye_closure": 1.0, "lip_closure": 0.5, "photometric": 2.0,
+    "reg_shape": 3e-4, "reg_exp": 3e-4, "reg_tex": 3e-5, "reg_light": 1.0,
+}
+
+
 @dataclass
 class FitLossConfig:
-    """The fit's loss weights by registry name (:mod:`decalite.losses.objective`; 0 skips a term)."""
+    """The fit's loss weights by registry name (:mod:`decalite.losses.objective`; 0 skips a term), by default
+    :data:`DEFAULT_FIT_TERMS` (``fit_loss.terms.photometric=0`` on the command line changes one)."""
 
-    terms: dict[str, float] = field(default_factory=dict)
+    terms: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FIT_TERMS))
 
 
 @dataclass
@@ -148,7 +160,7 @@ class ReconstructConfig:
         device: "auto", "cpu", "cuda" or "cuda:N".
         fit_steps, fit_lr, fit_lr_end, fit_detail: the analysis-by-synthesis fit (fit_lr_end: the learning rate
             decays to fit_lr_end * fit_lr, cosine; 1 keeps it constant); fit_loss: its loss weights
-            (``conf/loss/fit.yaml``, e.g. ``fit_loss.terms.photometric=0`` for landmarks only).
+            (:data:`DEFAULT_FIT_TERMS`, e.g. ``fit_loss.terms.photometric=0`` for landmarks only).
         now: also write the NoW benchmark files.
         identity: all faces of the input are one person: one fit with a shared shape (and albedo), each image
             keeping its expression, pose, camera and light; also writes ``<input stem>_neutral.obj``.
@@ -172,7 +184,7 @@ class ReconstructConfig:
     fit_steps: int
     fit_lr: float
     fit_lr_end: float
-    fit_loss: FitLossConfig
+    fit_loss: FitLossConfig = field(default_factory=FitLossConfig, kw_only=True)  # DEFAULT_FIT_TERMS
     fit_detail: bool
     now: bool
     identity: bool

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from decalite.config import DEFAULT_FIT_TERMS
 from decalite.deca import DECA
 from decalite.geometry.camera import image_normalized_to_ndc
 from decalite.losses.landmark import normalised_landmark_error, robust_scale_at
@@ -21,12 +22,6 @@ from decalite.types import FaceCode
 log = logging.getLogger(__name__)
 
 
-#: The fit's default weights (conf/loss/fit.yaml holds the same numbers for the command line; a test keeps them
-#: equal). Terms and normalisations are DECA's (:mod:`decalite.losses.objective`).
-DEFAULT_FIT_TERMS: dict[str, float] = {
-    "landmark": 1.0, "landmark_robust": 0.0, "eye_closure": 1.0, "lip_closure": 0.5, "photometric": 2.0,
-    "reg_shape": 3e-4, "reg_exp": 3e-4, "reg_tex": 3e-5, "reg_light": 1.0,
-}
 #: The landmark terms (the first stage of :func:`fit_identity` fits camera and pose with these alone).
 LANDMARK_TERMS = ("landmark", "landmark_robust")
 #: Terms that DECA normalises as batch sums; a fit takes them per image (divided by the batch size B).

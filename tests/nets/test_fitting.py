@@ -56,16 +56,16 @@ def test_fitting_with_the_photometric_term_reduces_the_image_error():
     assert err(end) < 0.6 * err(start)
 
 
-def test_fit_defaults_equal_conf_loss_fit():
-    """conf/loss/fit.yaml (the command line's weights) and DEFAULT_FIT_TERMS (the library's) must not drift."""
-    from pathlib import Path
+def test_the_command_line_fit_weights_are_the_library_defaults():
+    """decalite-reconstruct's fit_loss starts from DEFAULT_FIT_TERMS (declared once) and takes overrides."""
+    from decalite.cli.schema import compose_typed
+    from decalite.config import ReconstructConfig
+    from decalite.fitting import DEFAULT_FIT_TERMS, FitConfig
 
-    from omegaconf import OmegaConf
-
-    from decalite.cli._hydra import CONF_DIR
-    from decalite.fitting import DEFAULT_FIT_TERMS
-
-    assert dict(OmegaConf.load(Path(CONF_DIR) / "loss" / "fit.yaml").terms) == DEFAULT_FIT_TERMS
+    cfg = compose_typed("reconstruct", ["input=x.jpg"], ReconstructConfig)
+    assert cfg.fit_loss.terms == DEFAULT_FIT_TERMS == FitConfig().terms
+    cfg = compose_typed("reconstruct", ["input=x.jpg", "fit_loss.terms.photometric=0"], ReconstructConfig)
+    assert cfg.fit_loss.terms == {**DEFAULT_FIT_TERMS, "photometric": 0.0}
 
 
 def test_identity_fit_recovers_shape_better_than_the_mean_face():
