@@ -68,7 +68,7 @@ def test_flame2020_requires_its_folder():
 def test_a_typo_in_a_yaml_file_is_rejected(tmp_path):
     conf = shutil.copytree(CONF_DIR, tmp_path / "conf")
     renderer = conf / "renderer" / "default.yaml"
-    renderer.write_text(renderer.read_text().replace("image_size:", "imag_size:"))
+    renderer.write_text(renderer.read_text() + "imag_size: 64\n")  # a misspelt image_size
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         with pytest.raises(ConfigCompositionException) as err:
             compose("reconstruct", overrides=["input=x"])
@@ -84,3 +84,53 @@ def test_clis_reject_a_misspelt_override_by_name(tmp_path, module, args, overrid
     assert proc.returncode != 0
     assert "imag_size" in proc.stdout + proc.stderr
     assert not (tmp_path / "unused").exists() and not (tmp_path / "x").exists()
+
+
+def _schema_of(path, raw) -> type | None:
+    """The dataclass a conf/ YAML names in its defaults list (``schema`` in a group, ``<tool>_schema``)."""
+    from decalite.cli import schema as registry
+
+    tools = {**registry._TOOLS, "synth": SynthConfig, "prepare": PrepareToolConfig}
+    for entry in raw.get("defaults", []):
+        if entry == "schema":
+            return registry._GROUPS[path.parent.name]
+        if isinstance(entry, str) and entry.endswith("_schema"):
+            return tools[entry.removesuffix("_schema")]
+    return None
+
+
+def _repeated_defaults(raw, defaults, prefix: str = "") -> list[str]:
+    from omegaconf import DictConfig, OmegaConf
+
+    found = []
+    for key in raw:
+        if key in ("defaults", "hydra") or key not in defaults:
+            continue
+        mine, default = raw._get_node(key), defaults._get_node(key)
+        if isinstance(mine, DictConfig) and isinstance(default, DictConfig):
+            found += _repeated_defaults(mine, default, f"{prefix}{key}.")
+        elif not OmegaConf.is_interpolation(raw, key) and not OmegaConf.is_missing(defaults, key) \
+                and mine._value() == default._value():
+            found.append(f"{prefix}{key}: {mine._value()!r}")
+    return found
+
+
+def test_no_conf_value_repeats_its_schema_default():
+    """Each value declared once: a YAML that names a schema sets only what differs from the schema's defaults
+    (the dataclasses declare them; ``--cfg job`` shows the composed values)."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    repeated, checked = {}, 0
+    for path in sorted(Path(CONF_DIR).rglob("*.yaml")):
+        raw = OmegaConf.load(path)
+        schema = _schema_of(path, raw)
+        if schema is None:
+            continue
+        checked += 1
+        found = _repeated_defaults(raw, OmegaConf.structured(schema))
+        if found:
+            repeated[str(path.relative_to(CONF_DIR))] = found
+    assert checked >= 15  # the groups' and tools' files
+    assert not repeated, repeated

@@ -12,6 +12,30 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+@dataclass(frozen=True)
+class CodeSizes:
+    """Sizes of the coarse code's parts (DECA: 100, 50, 50, 6, 3, 27 = 236) and of the detail code (128): the
+    one declaration of DECA's sizes, which the other configs' defaults name."""
+
+    n_shape: int = 100
+    n_tex: int = 50
+    n_exp: int = 50
+    n_pose: int = 6
+    n_cam: int = 3
+    n_light: int = 27
+    n_detail: int = 128
+
+    @property
+    def coarse(self) -> int:
+        """Length of the coarse encoder's output."""
+        return self.n_shape + self.n_tex + self.n_exp + self.n_pose + self.n_cam + self.n_light
+
+    @property
+    def detail_latent(self) -> int:
+        """Input size of the detail decoder: jaw pose (3) + expression + detail code."""
+        return 3 + self.n_exp + self.n_detail
+
+
 @dataclass
 class FlameConfig:
     """Which FLAME-format head to load and how much of it to use (``conf/flame``).
@@ -32,9 +56,9 @@ class FlameConfig:
     dir: str | None
     embedded: str = "ict"
     seed: int = 0
-    n_shape: int = 100
-    n_exp: int = 44  # the ICT head has 44 (FLAME 2020: 100)
-    n_tex: int = 50
+    n_shape: int = CodeSizes.n_shape
+    n_exp: int = 44  # the embedded ICT head's expressions (53 less jawOpen and the 8 eyeLook*); DECA's FLAME: 50
+    n_tex: int = CodeSizes.n_tex
     contour_convention: str = "deca"
 
 
@@ -73,10 +97,10 @@ class ModelConfig:
     """
 
     backbone: str = "resnet50"
-    n_shape: int = 100
-    n_exp: int = 44  # the ICT head has 44 (FLAME 2020: 100)
-    n_tex: int = 50
-    n_detail: int = 128
+    n_shape: int = FlameConfig.n_shape
+    n_exp: int = FlameConfig.n_exp
+    n_tex: int = FlameConfig.n_tex
+    n_detail: int = CodeSizes.n_detail
     detail_size: int = 256
     checkpoint: str | None = None
     fixed_displacement: str | None = None

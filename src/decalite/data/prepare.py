@@ -98,7 +98,26 @@ class MaskConfig:
 
 @dataclass
 class PrepareConfig:
-    """Settings of a prepare run (the Hydra config ``conf/prepare.yaml`` is validated against it)."""
+    """Settings of a prepare run (``decalite-prepare``; ``conf/prepare.yaml`` sets only what differs from these).
+
+    Attributes:
+        input: the dataset root. output: the shard folder.
+        layout: "vggface2" (root/<id>/*.jpg), "bupt" (root/**/<id>/*.jpg) or "voxceleb2" (root/<id>/<video>/*.mp4
+            or frame folders).
+        landmarker: "auto" (FAN when its weights are in ``$TORCH_HOME/hub/checkpoints``, else "yunet"), "fan",
+            "yunet", "dlib_cnn" or "hog" (= "dlib"). fan_detector: FAN's face detector, "sfd" or "blazeface".
+        device: FAN / face-parsing device.
+        size: stored crop side (pixels); crops cover :data:`CONTEXT_SCALE` x the landmark box.
+        workers: processes (spawn), each with its own landmarker; 0: in this process.
+        identities_per_shard: identities per tar.
+        min_images: identities with fewer usable images are kept but flagged "few_images".
+        max_images_per_sample: an identity's images are split into samples of at most this many.
+        every_n_frames: video / frame-folder sampling (voxceleb2).
+        mask: skin masks (:class:`MaskConfig`; no model: the landmark + skin-colour fallback).
+        progress: a progress bar.
+        part, parts: with ``parts > 1`` this run prepares every ``parts``-th shard, from shard ``part``, into
+            :func:`part_folder` (a SLURM array: ``part=$SLURM_ARRAY_TASK_ID``); :func:`merge_parts` joins them.
+    """
 
     input: str
     output: str

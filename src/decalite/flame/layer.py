@@ -27,6 +27,7 @@ from decalite.flame.model_data import (
     FlameModelData,
     LandmarkEmbedding,
 )
+from decalite.config import CodeSizes
 from decalite.precision import full_precision
 from decalite.types import FlameOutput
 
@@ -88,8 +89,8 @@ class FlameLayer(nn.Module):
         self,
         model: FlameModelData,
         embedding: LandmarkEmbedding,
-        n_shape: int = 100,
-        n_exp: int = 50,
+        n_shape: int = CodeSizes.n_shape,
+        n_exp: int = CodeSizes.n_exp,
         contour_convention: str = "deca",
     ) -> None:
         super().__init__()

@@ -2,34 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from decalite.config import CodeSizes
 from decalite.types import FaceCode
 
-
-@dataclass(frozen=True)
-class CodeSizes:
-    """Sizes of the coarse code's parts (DECA: 100, 50, 50, 6, 3, 27 = 236) and of the detail code (128)."""
-
-    n_shape: int = 100
-    n_tex: int = 50
-    n_exp: int = 50
-    n_pose: int = 6
-    n_cam: int = 3
-    n_light: int = 27
-    n_detail: int = 128
-
-    @property
-    def coarse(self) -> int:
-        """Length of the coarse encoder's output."""
-        return self.n_shape + self.n_tex + self.n_exp + self.n_pose + self.n_cam + self.n_light
-
-    @property
-    def detail_latent(self) -> int:
-        """Input size of the detail decoder: jaw pose (3) + expression + detail code."""
-        return 3 + self.n_exp + self.n_detail
+__all__ = ["CodeSizes", "split_code"]  # CodeSizes is declared with the other sizes, in decalite.config
 
 
 def split_code(params: torch.Tensor, sizes: CodeSizes, detail: torch.Tensor | None = None) -> FaceCode:

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from decalite.config import CodeSizes
 from decalite.data import shards
 
 #: Bumped whenever the generator's output for a given configuration changes.
@@ -55,9 +56,9 @@ class SyntheticConfig:
     uv_size: int = 256
     backend: str = "auto"
     seed: int = 0
-    n_shape: int = 100
-    n_exp: int = 50
-    n_tex: int = 50
+    n_shape: int = CodeSizes.n_shape
+    n_exp: int = CodeSizes.n_exp
+    n_tex: int = CodeSizes.n_tex
     shape_std: float = 1.0
     exp_std: float = 0.6
     exp_active: float = 0.2
