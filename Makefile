@@ -39,7 +39,7 @@ test-fast: $(STAMP)  ## run the tests, stopping at the first failure
 	$(BIN)/python -m pytest -x -q
 
 demo: train  ## the main job on the embedded default: train (synthetic_cpu), score held-out identities, reconstruct, animate
-	$(BIN)/decalite-evaluate checkpoint=$(CKPT) out=$(OUT) torch_threads=2
+	$(BIN)/decalite-evaluate checkpoint=$(CKPT) output=$(OUT) threads=2
 	$(BIN)/decalite-demo out=$(OUT) checkpoint=$(CKPT)
 
 train: $(STAMP)  ## train EXPERIMENT (default synthetic_cpu: pretrain, coarse, then detail); GPUS=N for GPUs, ARGS for overrides

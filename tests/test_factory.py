@@ -9,8 +9,8 @@ import torch
 
 from decalite.config import FlameConfig, ModelConfig, PathsConfig, RendererConfig
 from decalite.errors import AssetError
-from decalite.nets.codes import split_code
 from decalite.factory import build_deca, build_flame, build_renderer, load_assets
+from decalite.nets.codes import split_code
 
 
 @pytest.fixture(scope="module")

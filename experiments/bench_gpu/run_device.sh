@@ -24,7 +24,7 @@ fi
 stamp "GPU tests"
 timeout 120 python3 -m pytest -m gpu -q -p no:cacheprovider tests 2>&1 | tail -15
 stamp "decalite-train through Lightning on the GPU (bf16-mixed, nvdiffrast): synthetic_cpu, 1 epoch, 32 identities"
-timeout 150 python3 -m decalite.cli.train experiment=synthetic_cpu trainer=gpu renderer.backend=auto torch_threads=8 \
+timeout 150 python3 -m decalite.cli.train experiment=synthetic_cpu trainer=gpu renderer.backend=auto threads=8 \
   data.synthetic.train_identities=32 paths.data_dir=/tmp/data paths.log_dir=/tmp/logs trainer.max_epochs=1 2>&1 \
   | grep -v "━" | tail -8
 stamp "bench_train (paper + synthetic_cpu, configured batches)"

@@ -28,12 +28,12 @@ command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,dr
 $PY -c "import torch, pytorch_lightning as pl; print('torch', torch.__version__, 'lightning', pl.__version__, 'cuda', torch.cuda.is_available())"
 
 if [ "$SIZE" = tiny ]; then  # the same commands at a size a 2-core CPU runs in minutes
-  TRAINER="trainer=cpu renderer.backend=torch torch_threads=2"; MODEL="model=small"
+  TRAINER="trainer=cpu renderer.backend=torch threads=2"; MODEL="model=small"
   IMG=64; SYN=80; UV=64; IDS=16; VAL=4; BATCH_GROUPS=2; EPOCH=4; WORKERS=0; THREADS=2
   BENCH_TRAIN="--device cpu --threads 2 --only synthetic_cpu:coarse --steps 2 --warmup 1"
   BENCH_REC="--device cpu --threads 2 --model small --batches 2 --fit-steps 5"
 else
-  TRAINER="trainer=gpu renderer.backend=auto torch_threads=8"; MODEL="model=deca"
+  TRAINER="trainer=gpu renderer.backend=auto threads=8"; MODEL="model=deca"
   IMG=224; SYN=256; UV=256; IDS=384; VAL=32; BATCH_GROUPS=8; EPOCH=3200; WORKERS=6; THREADS=8
   BENCH_TRAIN="--device cuda --threads 8 --only paper:coarse --groups 64"
   BENCH_REC="--device cuda --threads 8 --batches 256 --fit-steps 100"
@@ -72,7 +72,7 @@ train detail 100 experiment=deca_detail init_from=$LOGS/coarse/checkpoints/last.
   loss.vgg19_weights=null || exit 1
 stamp "held-out identities, encoder only"
 timeout 90 $PY -m decalite.cli.evaluate "${COMMON[@]}" experiment=deca_detail init_from=null loss.vgg19_weights=null \
-  checkpoint=$LOGS/detail/checkpoints/last.ckpt out=$OUT/eval max_identities=$VAL 2>&1 | tail -8
+  checkpoint=$LOGS/detail/checkpoints/last.ckpt output=$OUT/eval max_identities=$VAL 2>&1 | tail -8
 cat "$OUT/eval/train_eval.json" 2>/dev/null
 stamp "bench_train: the coarse step"
 timeout 90 $PY benchmarks/bench_train.py $BENCH_TRAIN --out "$OUT/train"

@@ -76,12 +76,3 @@ def write_animation(frames: np.ndarray, stem: Path, fps: int = 24) -> list[Path]
     padded = np.pad(frames, ((0, 0), (0, (16 - h % 16) % 16), (0, (16 - w % 16) % 16), (0, 0)), mode="edge")
     imageio.mimsave(mp4, list(padded), fps=fps, codec="libx264", quality=7, macro_block_size=16)
     return [gif, mp4]
-
-
-def load_codes(path: str | Path) -> FaceCode:
-    """A single-face FaceCode from a reconstruction's ``_codes.npz``."""
-    with np.load(Path(path), allow_pickle=False) as z:
-        arrays = {k: torch.from_numpy(z[k]).float()[None] for k in z.files}
-    arrays["light"] = arrays["light"].reshape(1, 9, 3)
-    return FaceCode(**{k: arrays.get(k) for k in ("shape", "tex", "exp", "pose", "cam", "light", "detail")})
-

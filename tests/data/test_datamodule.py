@@ -18,13 +18,12 @@ import webdataset as wds
 
 from decalite.data.augment import (
     ColourJitter,
-    denormalise_landmarks,
-    normalise_landmarks,
     random_crop_params,
     warp_group,
 )
 from decalite.data.datamodule import IdentityGroupDataModule, IdentityGroupDataset, even_shares, expand_urls
 from decalite.data.shards import IdentitySample, encode_sample, write_shard
+from decalite.geometry.camera import normalised_to_pixels, pixels_to_normalised
 
 SIZE = 256
 N_SHARDS, PER_SHARD = 6, 2
@@ -124,7 +123,7 @@ def test_landmarks_stay_on_the_dot_after_augmentation(shards, rotation):
     ds = IdentityGroupDataset(str(shards / "shard-*.tar"), k=3, image_size=224, jitter=True, train=True,
                               epoch_length=6, max_rotation=rotation, seed=5)
     for group in ds:
-        pixels = denormalise_landmarks(group["landmarks"][:, 30], 224)  # (K, 2)
+        pixels = normalised_to_pixels(group["landmarks"][:, 30], 224)  # (K, 2)
         for k in range(3):
             found = _dot_centre(group["images"][k, 1])
             assert torch.linalg.norm(found - pixels[k]) <= 1.5, (group["identity"], k, found, pixels[k])
@@ -132,10 +131,10 @@ def test_landmarks_stay_on_the_dot_after_augmentation(shards, rotation):
 
 def test_normalisation_round_trip_and_convention():
     px = torch.tensor([[0.0, 0.0], [223.0, 111.5]])
-    n = normalise_landmarks(px, 224)
+    n = pixels_to_normalised(px, 224)
     torch.testing.assert_close(n[0], torch.full((2,), -1 + 1 / 224))
     torch.testing.assert_close(n[1], torch.tensor([1 - 1 / 224, 0.0]))
-    torch.testing.assert_close(denormalise_landmarks(n, 224), px)
+    torch.testing.assert_close(normalised_to_pixels(n, 224), px)
 
 
 def test_warp_group_maps_box_centre_to_crop_centre():

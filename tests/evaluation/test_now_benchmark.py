@@ -275,7 +275,7 @@ def test_no_prediction_scored_writes_the_report_and_exits_1(layout, tmp_path: Pa
 
 def test_compose_defaults_keep_the_demo_benchmark() -> None:
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("evaluate", overrides=["out=somewhere"])
+        cfg = compose("evaluate", overrides=["output=somewhere"])
     assert cfg.benchmark == "demo" and cfg.output == "somewhere" and cfg.now.image_list is None
 
 
@@ -284,7 +284,7 @@ def test_cli_writes_json_md_png_npz(layout, tmp_path: Path) -> None:
     out = tmp_path / "report"
     args = ["benchmark=now", f"now.image_list={root / 'imagepathsvalidation.txt'}", f"now.scans={root / 'scans'}",
             f"now.scan_landmarks={root / 'lmks'}", f"now.predictions={root / 'pred'}", f"output={out}",
-            "now.progress=false", "torch_threads=1"]
+            "now.progress=false", "threads=1"]
     proc = subprocess.run([sys.executable, "-m", "decalite.cli.evaluate", *args], cwd=tmp_path, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr

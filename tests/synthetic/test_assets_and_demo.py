@@ -139,6 +139,14 @@ def test_demo_writes_meshes_that_load(tmp_path, head_cache):
     neutral = np.loadtxt(tmp_path / "demo" / "head" / "neutral_landmarks3d.txt")
     jaw = np.loadtxt(tmp_path / "demo" / "head" / "jaw_open_landmarks3d.txt")
     assert neutral.shape == (68, 3) and jaw[57, 1] < neutral[57, 1] - 0.005
+    # the default head is ICT's: its named expressions are ARKit blendshapes, and they move the face (they were
+    # all-zero codes labelled smile / blink when only the generated head's names were known)
+    assert summary["head"] == "ICT Face Model Light (embedded)"
+    assert {"smile.obj", "blink.obj", "brow_raise.obj"} <= set(summary["meshes"])
+    smile = np.loadtxt(tmp_path / "demo" / "head" / "smile_landmarks3d.txt")
+    assert np.linalg.norm(smile[[48, 54]] - neutral[[48, 54]], axis=1).min() > 0.002  # mouth corners, metres
+    blink = np.loadtxt(tmp_path / "demo" / "head" / "blink_landmarks3d.txt")
+    assert (neutral[[37, 38, 43, 44], 1] - blink[[37, 38, 43, 44], 1]).min() > 0.002  # upper lids come down
     from PIL import Image
 
     for name in summary["renders"]:

@@ -147,8 +147,9 @@ def _pasted_face(faces, scale: float, offset: tuple[int, int], canvas_hw: tuple[
 def test_outputs_in_the_photo_frame(small_deca, known_faces, cfg_factory, tmp_path):
     """_lmk2d_image.txt maps back to the crop frame through crop_matrix, lands on the known landmarks of a face
     pasted into a larger photo, and _vis_original.png is the photo, changed only around the face."""
+    from decalite.geometry.camera import normalised_to_pixels
     from decalite.io.inputs import InputItem
-    from decalite.reconstruct import detect_faces, normalised_to_pixels
+    from decalite.reconstruct import detect_faces
 
     deca, assets = small_deca
     faces, _ = known_faces

@@ -31,7 +31,7 @@ TRAINED = ["experiment=synthetic_cpu", "trainer=cpu", "model=small", "renderer.i
            "renderer.uv_size=32", "renderer.backend=torch", "flame.n_shape=12", "data.synthetic.train_identities=2",
            "data.synthetic.val_identities=1", "data.synthetic.size=48", "data.synthetic.render_size=48",
            "data.synthetic.identities_per_shard=1", "data.num_workers=0", "data.batch_size=1", "data.k=2",
-           "data.epoch_length=4", "trainer.max_steps=1", "++trainer.limit_val_batches=0", "torch_threads=2",
+           "data.epoch_length=4", "trainer.max_steps=1", "++trainer.limit_val_batches=0", "threads=2",
            "logger=csv", "callbacks.images.every_n_steps=0", "trainer.enable_progress_bar=false"]
 
 
@@ -125,7 +125,7 @@ def test_trained_settings_resolves_interpolations():
 def test_evaluate_and_reconstruct_need_only_the_checkpoint(trained, tmp_path):
     ws, checkpoint = trained
     out = tmp_path / "eval"
-    proc = _tool("evaluate", f"checkpoint={checkpoint}", f"out={out}", "max_identities=1", "torch_threads=2",
+    proc = _tool("evaluate", f"checkpoint={checkpoint}", f"output={out}", "max_identities=1", "threads=2",
                  cwd=tmp_path)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     scores = json.loads((out / "train_eval.json").read_text())
@@ -156,12 +156,12 @@ def test_contradicting_override_and_missing_checkpoint_fail_before_work(trained,
     assert "flame.n_shape=16 is set, the checkpoint was trained with flame.n_shape=12" in text
     assert not (tmp_path / "rec").exists()
 
-    proc = _tool("evaluate", f"out={tmp_path / 'eval'}", cwd=tmp_path)
+    proc = _tool("evaluate", f"output={tmp_path / 'eval'}", cwd=tmp_path)
     text = proc.stdout + proc.stderr
     assert proc.returncode == 2, text[-3000:]
     assert "checkpoint is not set" in text and "checkpoint=outputs/train/" in text
     assert "MissingMandatoryValue" not in text and not (tmp_path / "data").exists()
 
-    proc = _tool("evaluate", f"checkpoint={tmp_path / 'nope.ckpt'}", f"out={tmp_path / 'eval'}", cwd=tmp_path)
+    proc = _tool("evaluate", f"checkpoint={tmp_path / 'nope.ckpt'}", f"output={tmp_path / 'eval'}", cwd=tmp_path)
     text = proc.stdout + proc.stderr
     assert proc.returncode == 2 and "nope.ckpt" in text and "file not found" in text, text[-3000:]

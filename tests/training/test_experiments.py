@@ -18,7 +18,7 @@ EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yam
 SMALL = ["trainer=cpu", "model=small", "renderer.image_size=32", "renderer.uv_size=32", "renderer.backend=torch",
          "data.synthetic.train_identities=4", "data.synthetic.val_identities=2", "data.synthetic.size=48",
          "data.synthetic.render_size=48", "data.synthetic.identities_per_shard=2", "data.num_workers=0",
-         "torch_threads=2", "logger=csv"]
+         "threads=2", "logger=csv"]
 
 
 def _cfg(tmp: Path, *overrides: str):
@@ -96,7 +96,7 @@ def test_synthetic_benchmark_writes_the_table(workspace):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("evaluate", overrides=[*SMALL, "experiment=synthetic_cpu", f"paths.data_dir={tmp / 'data'}",
                                              f"paths.log_dir={tmp / 'logs'}", f"paths.cache_dir={os.environ['DECALITE_CACHE']}",
-                                             f"checkpoint={coarse.checkpoint}", f"out={tmp / 'eval'}",
+                                             f"checkpoint={coarse.checkpoint}", f"output={tmp / 'eval'}",
                                              "max_identities=1", "data.k=2"])
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp / "eval")
@@ -126,7 +126,7 @@ def test_oracle_coarse_detail_run_trains_and_is_scored_on_the_true_codes(workspa
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("evaluate", overrides=[*SMALL, *oracle, f"paths.data_dir={tmp / 'data'}",
                                              f"paths.log_dir={tmp / 'logs'}", f"paths.cache_dir={os.environ['DECALITE_CACHE']}",
-                                             f"checkpoint={result.checkpoint}", f"out={tmp / 'eval_oracle'}",
+                                             f"checkpoint={result.checkpoint}", f"output={tmp / 'eval_oracle'}",
                                              "max_identities=2", "data.k=2"])
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp / "eval_oracle")

@@ -42,7 +42,7 @@ DATA = ["data.synthetic.train_identities=4", "data.synthetic.val_identities=2", 
 TINY = ["experiment=synthetic_cpu", "model=small", "renderer.image_size=32", "renderer.uv_size=32",
         "renderer.backend=torch", *DATA, "data.num_workers=0", "data.batch_size=2", "data.epoch_length=200",
         "++trainer.limit_val_batches=0", "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false",
-        "callbacks.images.every_n_steps=0", "callbacks.model_checkpoint.every_n_train_steps=2", "torch_threads=2",
+        "callbacks.images.every_n_steps=0", "callbacks.model_checkpoint.every_n_train_steps=2", "threads=2",
         "logger=csv"]
 
 
@@ -427,8 +427,8 @@ def test_missing_identity_weights_name_the_file(ws):
 
 def test_synthetic_data_of_another_head_is_refused_with_the_fix(ws, tmp_path):
     """Shards rendered from an older generated head (or another FLAME) are not silently mixed in."""
-    from decalite.synth.splits import SOURCE_FILE
     from decalite.errors import AssetError
+    from decalite.synth.splits import SOURCE_FILE
 
     cfg = _cfg(ws, "marker", f"data.synthetic.root={tmp_path / 'synth'}")
     ensure_synthetic_data(cfg)

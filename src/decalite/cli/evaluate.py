@@ -6,7 +6,7 @@ identities of the experiment's synthetic data, for the untrained networks, a che
 The checkpoint records the head, network sizes and synthetic data it was trained with; they are used unless the
 command line sets them (a contradicting value is an error naming both).
 
-Writes ``<out>/train_eval.json`` as ``{"before": {...}, "after": {...}, "mean_face": {...}}`` and prints a table.
+Writes ``<output>/train_eval.json`` as ``{"before": {...}, "after": {...}, "mean_face": {...}}`` and prints a table.
 
 ``benchmark=synthetic`` scores one checkpoint by several methods (encoder, per-image fit, identity fit; see
 :mod:`decalite.evaluation.synthetic_benchmark`) on the held-out identities, into ``output``.
@@ -19,7 +19,6 @@ Writes ``<out>/train_eval.json`` as ``{"before": {...}, "after": {...}, "mean_fa
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 from pathlib import Path
@@ -48,46 +47,16 @@ def table(scores: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-@torch.no_grad()
-def write_heldout(deca, batch: dict, folder: Path) -> None:
-    """One held-out identity reconstructed by the encoder: per image the posed mesh (PLY), the predicted and
-    true neutral heads, and a grid (input | render | coarse shape | detailed shape | true detailed shape)."""
-    from torchvision.utils import make_grid, save_image
-
-    from decalite.export import write_mesh
-
-    folder.mkdir(parents=True, exist_ok=True)
-    images = batch["images"][0]  # (1, K, 3, S, S) -> (K, 3, S, S)
-    code = deca.encode(images)
-    out = deca.decode(code)
-    faces = deca.flame.faces.numpy()
-    name = batch["identity"][0]
-    for i, verts in enumerate(out.vertices.numpy()):
-        write_mesh(folder / f"{name}_{i}.ply", verts, faces)
-    write_mesh(folder / f"{name}_neutral_pred.ply", deca.flame(shape=code.shape[:1]).vertices[0].numpy(), faces)
-    true_shape = batch["shape"][0, :1, : deca.flame.n_shape]
-    write_mesh(folder / f"{name}_neutral_true.ply", deca.flame(shape=true_shape).vertices[0].numpy(), faces)
-    shade = deca.renderer.render_shape
-    columns = [images, out.render.image.clamp(0, 1), shade(out.vertices, code.cam, background=images),
-               shade(out.vertices, code.cam, displacement=out.displacement, background=images)]
-    if "disp" in batch:
-        true = batch["disp"][0]
-        true = torch.nn.functional.interpolate(true, size=out.displacement.shape[-2:], mode="bilinear")
-        columns.append(shade(out.vertices, code.cam, displacement=true, background=images))
-    grid = make_grid(torch.stack(columns, 1).flatten(0, 1), nrow=len(columns), padding=2, pad_value=1.0)
-    save_image(grid, folder / f"{name}_grid.png")
-
-
 def run(cfg: DictConfig) -> dict[str, dict]:
     from decalite.cli.train import ensure_synthetic_data, stage_config
-    from decalite.data.datamodule import IdentityGroupDataset, collate_groups
+    from decalite.evaluation.heldout import heldout_batches, write_heldout
     from decalite.evaluation.synthetic import evaluate_synthetic, truth_predictor
     from decalite.factory import build_deca
     from decalite.nets.checkpoints import load_weights
     from decalite.training.coarse import set_prior_bias
 
-    if cfg.get("torch_threads"):
-        torch.set_num_threads(int(cfg.torch_threads))
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(int(cfg.seed))
     ensure_synthetic_data(cfg)
 
@@ -105,18 +74,14 @@ def run(cfg: DictConfig) -> dict[str, dict]:
     # coarse_from=truth (an oracle-coarse detail run): both networks' details are scored on the true coarse codes
     oracle = stage_config(cfg).coarse_from == "truth"
     predictors = {name: truth_predictor(deca) for name, deca in models.items()} if oracle else None
-    dataset = IdentityGroupDataset(str(Path(cfg.data.synthetic.root) / "val" / "*.tar"), k=int(cfg.data.k),
-                                   image_size=int(cfg.data.image_size), train=False)
-    groups = itertools.islice(iter(dataset), int(cfg.max_identities))
-    batches = (collate_groups(list(chunk)) for chunk in iter(lambda: list(itertools.islice(groups, 4)), []))
+    root, k, size = cfg.data.synthetic.root, int(cfg.data.k), int(cfg.data.image_size)
+    batches = heldout_batches(root, k, size, int(cfg.max_identities))
     scores = {name: s.as_dict() for name, s in
               evaluate_synthetic(models, batches, detail=bool(cfg.detail), predictors=predictors).items()}
-    out = Path(cfg.out)
+    out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_eval.json").write_text(json.dumps(scores, indent=2))
-    first = next(iter(IdentityGroupDataset(str(Path(cfg.data.synthetic.root) / "val" / "*.tar"), k=int(cfg.data.k),
-                                           image_size=int(cfg.data.image_size), train=False)))
-    write_heldout(models["after"], collate_groups([first]), out / "heldout")
+    write_heldout(models["after"], next(heldout_batches(root, k, size, 1)), out / "heldout")
     log.info("held-out synthetic identities (%d), encoder only:\n%s", int(cfg.max_identities), table(scores))
     return scores
 
@@ -126,8 +91,8 @@ def run_now(cfg: DictConfig) -> dict:
     when no prediction could be scored (the report is written all the same)."""
     from decalite.evaluation.now_benchmark import NowConfig, run_now_benchmark
 
-    if cfg.get("torch_threads"):
-        torch.set_num_threads(int(cfg.torch_threads))
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
     summary = run_now_benchmark(NowConfig(**OmegaConf.to_container(cfg.now, resolve=True)), Path(cfg.output))
     if not summary["overall"]["scored"]:
         log.error("NoW: no prediction was scored (see %s)", Path(cfg.output) / "now_results.md")
@@ -139,13 +104,13 @@ def run_synthetic(cfg: DictConfig) -> dict[str, dict]:
     """``benchmark=synthetic``: the checkpoint scored by each method of ``synthetic.methods`` (encoder, fits) on
     ``max_identities`` held-out identities of the experiment's synthetic data, into ``cfg.output``."""
     from decalite.cli.train import ensure_synthetic_data
-    from decalite.data.datamodule import IdentityGroupDataset, collate_groups
+    from decalite.evaluation.heldout import heldout_batches
     from decalite.evaluation.synthetic_benchmark import SyntheticBenchmarkConfig, run_synthetic_benchmark
     from decalite.factory import build_deca
     from decalite.nets.checkpoints import load_weights
 
-    if cfg.get("torch_threads"):
-        torch.set_num_threads(int(cfg.torch_threads))
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(int(cfg.seed))
     ensure_synthetic_data(cfg)
     bench = SyntheticBenchmarkConfig(**OmegaConf.to_container(cfg.synthetic, resolve=True))
@@ -153,10 +118,8 @@ def run_synthetic(cfg: DictConfig) -> dict[str, dict]:
     deca, _ = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
     load_weights(str(cfg.checkpoint), deca.networks(), strict=True)
     deca.eval()
-    dataset = IdentityGroupDataset(str(Path(cfg.data.synthetic.root) / "val" / "*.tar"), k=int(cfg.data.k),
-                                   image_size=int(cfg.data.image_size), train=False)
-    groups = itertools.islice(iter(dataset), int(cfg.max_identities))
-    batches = (collate_groups(list(chunk)) for chunk in iter(lambda: list(itertools.islice(groups, 4)), []))
+    batches = heldout_batches(cfg.data.synthetic.root, int(cfg.data.k), int(cfg.data.image_size),
+                              int(cfg.max_identities))
     meta = {"checkpoint": str(cfg.checkpoint), "data": str(cfg.data.synthetic.root) + "/val",
             "identities": int(cfg.max_identities), "images_per_identity": int(cfg.data.k),
             "image_size": int(cfg.data.image_size), "fit_steps": bench.fit_steps,

@@ -13,8 +13,8 @@ import hydra
 from omegaconf import DictConfig
 
 from decalite.cli._hydra import CONF_PATH
-from decalite.cli.trained import adopt_or_exit
 from decalite.cli.schema import inference_model, typed_or_exit
+from decalite.cli.trained import adopt_or_exit
 from decalite.config import ReconstructConfig
 
 log = logging.getLogger("decalite.reconstruct")

@@ -66,8 +66,8 @@ def run(cfg: DictConfig):
     from decalite.factory import build_deca
     from decalite.training.train import build_stage_module, train
 
-    if cfg.get("torch_threads"):
-        torch.set_num_threads(int(cfg.torch_threads))
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(int(cfg.seed), workers=True)
     if cfg.data.get("synthetic"):
         ensure_synthetic_data(cfg)

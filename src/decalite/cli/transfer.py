@@ -7,12 +7,11 @@ import sys
 from pathlib import Path
 
 import hydra
-import numpy as np
 from omegaconf import DictConfig
 
 from decalite.cli._hydra import CONF_PATH
-from decalite.cli.trained import adopt_or_exit
 from decalite.cli.schema import TransferConfig, inference_model, typed_or_exit
+from decalite.cli.trained import adopt_or_exit
 
 log = logging.getLogger("decalite.transfer")
 
@@ -20,6 +19,7 @@ log = logging.getLogger("decalite.transfer")
 @hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="transfer")
 def main(dict_cfg: DictConfig) -> None:
     from decalite.animate import render_frames, transfer_codes, write_animation
+    from decalite.io.codes import save_codes
     from decalite.io.images import InputError
     from decalite.reconstruct import codes_for_input, landmarker_for
 
@@ -39,7 +39,7 @@ def main(dict_cfg: DictConfig) -> None:
     out = Path(cfg.output)
     stem = out / f"{src_names[0]}_driven_by_{Path(cfg.driver).stem}"
     files = write_animation(frames, stem, fps=cfg.fps)
-    np.savez(stem.with_name(stem.name + "_codes.npz"), **{k: v.detach().cpu().numpy() for k, v in codes.__dict__.items() if v is not None})
+    save_codes(stem.with_name(stem.name + "_codes.npz"), codes)
     log.info("Wrote %d frames to %s", len(frames), ", ".join(str(f) for f in files))
     for f in failures:
         log.warning("  skipped driver frame %s: %s", f["file"], f["reason"])

@@ -128,20 +128,6 @@ def warp_group(
     return warped[:, :3], warped[:, 3:], transform_points(landmarks.to(matrices.dtype), matrices)
 
 
-def normalise_landmarks(landmarks_px: torch.Tensor, size: int) -> torch.Tensor:
-    """Pixel-index landmarks to image-normalised [-1, 1] coordinates (+y down): ``x_n = (x + 0.5) / size * 2 - 1``.
-
-    ``(-1, -1)`` is the top-left corner of the image (the convention of
-    :func:`decalite.geometry.camera.ndc_to_image_normalized`). landmarks_px: (..., 2). Returns (..., 2).
-    """
-    return (landmarks_px + 0.5) * (2.0 / size) - 1.0
-
-
-def denormalise_landmarks(landmarks_n: torch.Tensor, size: int) -> torch.Tensor:
-    """Inverse of :func:`normalise_landmarks`. landmarks_n: (..., 2) in [-1, 1]. Returns (..., 2) pixel indices."""
-    return (landmarks_n + 1.0) * (size / 2.0) - 0.5
-
-
 @dataclass(frozen=True)
 class ColourJitter:
     """Ranges of a small photometric jitter, each factor drawn per image.

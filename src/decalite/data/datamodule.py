@@ -41,9 +41,9 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from decalite.data.augment import ColourJitter, normalise_landmarks, random_crop_params, warp_group
+from decalite.data.augment import ColourJitter, random_crop_params, warp_group
 from decalite.data.shards import IdentitySample, decode_sample, sample_size
-from decalite.geometry.camera import crop_camera
+from decalite.geometry.camera import crop_camera, pixels_to_normalised
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +324,7 @@ class IdentityGroupDataset(IterableDataset):
         images, masks, landmarks = warp_group(images, masks, landmarks, matrices, self.image_size)
         if self.train and self.jitter is not None:
             images = self.jitter(images, generator)
-        group: Group = {"images": images.clamp(0.0, 1.0), "landmarks": normalise_landmarks(landmarks, self.image_size),
+        group: Group = {"images": images.clamp(0.0, 1.0), "landmarks": pixels_to_normalised(landmarks, self.image_size),
                         "masks": masks.clamp(0.0, 1.0), "crop": matrices.float(), "identity": sample.identity,
                         "valid": torch.full((images.shape[0],), 0.0 if pad else 1.0)}
         group.update({k: torch.from_numpy(np.asarray(sample.gt[k], dtype=np.float32)) for k in GT_KEYS if k in sample.gt})

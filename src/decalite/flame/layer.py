@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from decalite.config import CodeSizes
 from decalite.flame.lbs import (
     CONTOUR_CONVENTIONS,
     GLOBAL_JOINT,
@@ -27,7 +28,6 @@ from decalite.flame.model_data import (
     FlameModelData,
     LandmarkEmbedding,
 )
-from decalite.config import CodeSizes
 from decalite.precision import full_precision
 from decalite.types import FlameOutput
 

@@ -76,6 +76,22 @@ def ndc_to_pixels(xy: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return torch.stack([col, row], dim=-1)
 
 
+def pixels_to_normalised(points_px, size: int):
+    """Pixel-index points (pixel centres at integers, row 0 at top) of a ``size`` x ``size`` image to
+    image-normalised coordinates in [-1, 1] with +y down: ``x_n = (x + 0.5) / size * 2 - 1``; ``(-1, -1)`` is the
+    top-left corner of the image (:func:`ndc_to_image_normalized`'s layout, that of decalite's landmarks).
+
+    The one home of this conversion; works on torch tensors and numpy arrays. points_px: (..., 2). Returns (..., 2).
+    """
+    return (points_px + 0.5) * (2.0 / size) - 1.0
+
+
+def normalised_to_pixels(points_n, size: int):
+    """The inverse of :func:`pixels_to_normalised`: (..., 2) image-normalised points -> pixel indices (tensors or
+    arrays). Continuous pixel coordinates (centres at integer + 0.5, as :func:`ndc_to_pixels`) are these + 0.5."""
+    return (points_n + 1.0) * (size / 2.0) - 0.5
+
+
 def ndc_to_image_normalized(xy: torch.Tensor) -> torch.Tensor:
     """NDC ``(x, y)`` (+y up) to image-normalised ``(x, y)`` in [-1, 1] with **+y down** (row direction).
 

@@ -10,14 +10,15 @@ import torch
 from pytorch_lightning.utilities import rank_zero_only
 from torchvision.utils import make_grid, save_image
 
+from decalite.geometry.camera import normalised_to_pixels
 from decalite.render.stages import draw_points
 
 log = logging.getLogger(__name__)
 
 
 def _landmark_pixels(landmarks: torch.Tensor, size: int) -> torch.Tensor:
-    """(N, 68, 2) image-normalised ([-1, 1], +y down) -> continuous pixel (col, row)."""
-    return (landmarks + 1.0) * (0.5 * size)
+    """(N, 68, 2) image-normalised ([-1, 1], +y down) -> continuous pixel (col, row), as draw_points takes."""
+    return normalised_to_pixels(landmarks, size) + 0.5
 
 
 def _displacement_image(displacement: torch.Tensor, size: int) -> torch.Tensor:
