@@ -86,6 +86,52 @@ def mean_face_code(deca: DECA, landmarks: torch.Tensor) -> FaceCode:
     return code
 
 
+def _optimise(deca: DECA, current, priors, params: dict[str, torch.Tensor], landmarks: torch.Tensor,
+              images: torch.Tensor | None, masks: torch.Tensor | None, weights: dict[str, float],
+              photo_weight: float, cfg: FitConfig, fit_detail: bool = False, pose_steps: int = 0) -> list[float]:
+    """The loop :func:`fit` and :func:`fit_identity` share: ``pose_steps`` Adam steps on camera and head pose with
+    the landmark terms alone (the jaw stays closed), then ``cfg.steps`` on every parameter with ``weights``, the
+    photometric term joining at ``cfg.photometric_after`` of them and the learning rate decaying (:func:`_decay`).
+
+    Args:
+        current: () -> the FaceCode of the parameters now. priors: FaceCode -> the regularisers' codes (``shape``,
+            ``tex``, ``exp``, ``light``). params: the optimised tensors by name (``cam`` and ``pose`` among them).
+        photo_weight: the photometric weight (0 without images and masks). fit_detail: render the details.
+
+    Returns:
+        The loss of every step.
+    """
+    pose_opt = torch.optim.Adam([params["cam"], params["pose"]], lr=cfg.lr) if pose_steps else None
+    opt = torch.optim.Adam(params.values(), lr=cfg.lr)
+    schedule = _decay(opt, cfg)
+    photo_from = pose_steps + int(cfg.steps * cfg.photometric_after)
+    history = []
+    for step in range(pose_steps + cfg.steps):
+        c = current()
+        use_photo = bool(photo_weight) and step >= photo_from
+        out = deca.decode(c, render=use_photo, detail=fit_detail and use_photo)
+        context = {"landmarks": out.landmarks2d, "target_landmarks": landmarks, "landmark_confidence": None,
+                   "landmark_scale": robust_scale_at((step - pose_steps) / max(cfg.steps - 1, 1)), **priors(c)}
+        if use_photo:
+            rendered = out.render.image_detail if fit_detail else out.render.image
+            context.update(render=rendered, images=images, skin_masks=masks, face_mask=out.render.face_mask)
+        posing = step < pose_steps
+        if posing:  # stage 1: camera and head pose
+            loss = objective({k: weights.get(k, 0.0) for k in LANDMARK_TERMS}, context).total
+        else:
+            loss = objective({**weights, "photometric": photo_weight if use_photo else 0.0}, context).total
+        optimiser = pose_opt if posing else opt
+        optimiser.zero_grad()
+        loss.backward()
+        if posing:
+            params["pose"].grad[:, 3:] = 0.0
+        optimiser.step()
+        if not posing:
+            schedule.step()
+        history.append(float(loss.detach()))
+    return history
+
+
 def fit(
     deca: DECA,
     images: torch.Tensor,
@@ -109,8 +155,6 @@ def fit(
     names = ["shape", "exp", "pose", "cam", "tex", "light"] + (["detail"] if cfg.fit_detail else [])
     params = {n: getattr(code, n).detach().clone().requires_grad_(True) for n in names}
     fixed_detail = code.detail.detach() if code.detail is not None and not cfg.fit_detail else code.detail
-    opt = torch.optim.Adam(params.values(), lr=cfg.lr)
-    schedule = _decay(opt, cfg)
 
     def current() -> FaceCode:
         return FaceCode(**{n: params[n] for n in names}, **({} if cfg.fit_detail else {"detail": fixed_detail}))
@@ -121,24 +165,8 @@ def fit(
     batch = images.shape[0]
     weights = {k: (w / batch if k in BATCH_SUM_TERMS else w) for k, w in cfg.terms.items()}
     photo_weight = weights.get("photometric", 0.0) if masks is not None else 0.0
-    history = []
-    photo_from = int(cfg.steps * cfg.photometric_after)
-    for step in range(cfg.steps):
-        c = current()
-        use_photo = bool(photo_weight) and step >= photo_from
-        out = deca.decode(c, render=use_photo, detail=cfg.fit_detail and use_photo)
-        context = {"landmarks": out.landmarks2d, "target_landmarks": landmarks, "landmark_confidence": None,
-                   "landmark_scale": robust_scale_at(step / max(cfg.steps - 1, 1)),
-                   "shape": c.shape, "exp": c.exp, "tex": c.tex, "light": c.light}
-        if use_photo:
-            rendered = out.render.image_detail if cfg.fit_detail else out.render.image
-            context.update(render=rendered, images=images, skin_masks=masks, face_mask=out.render.face_mask)
-        loss = objective({**weights, "photometric": photo_weight if use_photo else 0.0}, context).total
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        schedule.step()
-        history.append(float(loss.detach()))
+    history = _optimise(deca, current, lambda c: {"shape": c.shape, "exp": c.exp, "tex": c.tex, "light": c.light},
+                        params, landmarks, images, masks, weights, photo_weight, cfg, fit_detail=cfg.fit_detail)
     final = FaceCode(**{n: params[n].detach() for n in names}, **({} if cfg.fit_detail else {"detail": fixed_detail}))
     with torch.no_grad():
         after = normalised_landmark_error(deca.geometry(final)[1], landmarks)
@@ -207,34 +235,9 @@ def fit_identity(
     weights = {k: w / n for k, w in cfg.terms.items() if k in BATCH_SUM_TERMS}
     weights.update({k: w for k, w in cfg.terms.items() if k not in BATCH_SUM_TERMS})
     photo_weight = weights.get("photometric", 0.0) if (masks is not None and images is not None) else 0.0
-    pose_opt = torch.optim.Adam([params["cam"], params["pose"]], lr=cfg.lr)
-    opt = torch.optim.Adam(params.values(), lr=cfg.lr)
-    schedule = _decay(opt, cfg)
-    photo_from = cfg.pose_steps + int(cfg.steps * cfg.photometric_after)
-    history = []
-    for step in range(cfg.pose_steps + cfg.steps):
-        c = current()
-        use_photo = bool(photo_weight) and step >= photo_from
-        out = deca.decode(c, render=use_photo, detail=False)
-        context = {"landmarks": out.landmarks2d, "target_landmarks": landmarks, "landmark_confidence": None,
-                   "landmark_scale": robust_scale_at((step - cfg.pose_steps) / max(cfg.steps - 1, 1)),
-                   "shape": params["shape"], "tex": params["tex"], "exp": c.exp, "light": c.light}
-        if use_photo:
-            context.update(render=out.render.image, images=images, skin_masks=masks, face_mask=out.render.face_mask)
-        if step < cfg.pose_steps:  # stage 1: camera and head pose (the jaw stays closed)
-            loss = objective({k: weights.get(k, 0.0) for k in LANDMARK_TERMS}, context).total
-            optimiser = pose_opt
-        else:
-            loss = objective({**weights, "photometric": photo_weight if use_photo else 0.0}, context).total
-            optimiser = opt
-        optimiser.zero_grad()
-        loss.backward()
-        if step < cfg.pose_steps:
-            params["pose"].grad[:, 3:] = 0.0
-        optimiser.step()
-        if step >= cfg.pose_steps:
-            schedule.step()
-        history.append(float(loss.detach()))
+    history = _optimise(deca, current, lambda c: {"shape": params["shape"], "tex": params["tex"], "exp": c.exp,
+                                                  "light": c.light},
+                        params, landmarks, images, masks, weights, photo_weight, cfg, pose_steps=cfg.pose_steps)
     final = current().map(lambda t: t.detach().clone())
     with torch.no_grad():
         after = normalised_landmark_error(deca.geometry(final)[1], landmarks)
