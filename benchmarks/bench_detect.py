@@ -1,7 +1,7 @@
 """Face detection benchmark (issue 9): detection rate, chosen-face correctness, landmark NME and time per image
 for the hog, dlib_cnn and yunet landmarkers (each box + dlib's 68-point predictor).
 
-The images are built here (:func:`decalite.data.face_scenes.compose_scene`): skimage's astronaut (public domain)
+The images are built here (:func:`face_scenes.compose_scene`, beside this script): skimage's astronaut (public domain)
 with its face scaled to 40-400 px in a new canvas, as is, rotated by +-30 degrees, greyscale, low contrast,
 greyscale + low contrast and an "old print" (greyscale, contrast 0.25, blurred, grainy), always with a second
 face 0.6 x as large (the mirrored astronaut, lower right).
@@ -24,10 +24,10 @@ import logging
 import time
 
 import numpy as np
+from face_scenes import compose_scene
 from report import DEFAULT_OUT, Report, peak_memory_mb
 
 from decalite.data.detect import DlibCnnLandmarker, DlibLandmarker, YunetLandmarker, most_prominent_face
-from decalite.data.face_scenes import compose_scene
 
 VARIANTS = {
     "clean": {},

@@ -28,7 +28,7 @@ from decalite.cli.schema import compose_typed
 from decalite.config import ReconstructConfig
 from decalite.deca import DECA
 from decalite.evaluation.now import now_distances
-from decalite.evaluation.synthetic import _scan
+from decalite.evaluation.scores import _scan
 from decalite.export import NOW_LANDMARKS
 from decalite.factory import build_deca
 from decalite.fitting import FitConfig, IdentityFitConfig, fit, fit_identity, mean_face_code

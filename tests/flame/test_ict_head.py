@@ -22,7 +22,7 @@ from decalite.flame.ict.source import JAWLINE_LEFT, JAWLINE_RIGHT, LANDMARKS_68
 from decalite.flame.layer import FlameLayer
 from decalite.flame.lbs import dynamic_contour_landmarks, rodrigues
 from decalite.flame.model_data import N_SHAPE_TOTAL
-from tests.synthetic.test_generated_head import contour_normal_z
+from tests.flame.test_generated_head import contour_normal_z
 
 ICT_DIR = os.environ.get("DECALITE_ICT_DIR")
 needs_ict = pytest.mark.skipif(not ICT_DIR, reason="set DECALITE_ICT_DIR to ICT-FaceKit's FaceXModel folder")

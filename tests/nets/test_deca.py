@@ -7,8 +7,8 @@ import torch
 
 from decalite.deca import DECA
 from decalite.flame.albedo import AlbedoModel
+from decalite.flame.generated import generate_head
 from decalite.flame.layer import FlameLayer
-from decalite.flame.synthetic import generate_head
 from decalite.nets.codes import CodeSizes
 from decalite.render.renderer import Renderer
 

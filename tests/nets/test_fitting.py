@@ -7,8 +7,8 @@ import torch
 from decalite.deca import DECA
 from decalite.fitting import FitConfig, fit, mean_face_code
 from decalite.flame.albedo import AlbedoModel
+from decalite.flame.generated import generate_head
 from decalite.flame.layer import FlameLayer
-from decalite.flame.synthetic import generate_head
 from decalite.nets.codes import CodeSizes
 from decalite.render.renderer import Renderer
 from decalite.types import FaceCode
@@ -74,7 +74,7 @@ def test_identity_fit_recovers_shape_better_than_the_mean_face():
     import numpy as np
 
     from decalite.evaluation.now import now_distances
-    from decalite.evaluation.synthetic import _scan
+    from decalite.evaluation.scores import _scan
     from decalite.export import NOW_LANDMARKS
     from decalite.fitting import IdentityFitConfig, fit_identity
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from decalite.flame.generated import generate_head
 from decalite.flame.layer import FlameLayer
-from decalite.flame.synthetic import generate_head
 from decalite.geometry.lighting import SH_CONSTANTS, white_light
 from decalite.render.renderer import Renderer
 

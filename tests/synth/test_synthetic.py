@@ -14,7 +14,7 @@ import torch
 
 from decalite.data import shards
 from decalite.data.crop import transform_points
-from decalite.flame.synthetic import EXPRESSION_NAMES
+from decalite.flame.generated import EXPRESSION_NAMES
 from decalite.geometry.camera import ndc_to_pixels, orthographic_project
 from decalite.synth import (
     DETAIL_DIM,

@@ -150,7 +150,7 @@ def test_fit_predictors_are_scored_beside_the_encoder(workspace):
     import itertools
 
     from decalite.data.datamodule import IdentityGroupDataset, collate_groups
-    from decalite.evaluation.synthetic import evaluate_synthetic, fit_predictor, identity_fit_predictor
+    from decalite.evaluation.scores import evaluate_synthetic, fit_predictor, identity_fit_predictor
     from decalite.factory import build_deca
     from decalite.fitting import FitConfig, IdentityFitConfig
     from decalite.nets.checkpoints import load_weights
@@ -195,7 +195,7 @@ def test_synthetic_benchmark_cli_scores_methods_and_writes_the_report(workspace)
     import json
 
     from decalite.cli.evaluate import BENCHMARKS
-    from decalite.evaluation.synthetic_benchmark import BenchmarkConfigError
+    from decalite.evaluation.method_benchmark import BenchmarkConfigError
 
     tmp, coarse, _ = workspace
 

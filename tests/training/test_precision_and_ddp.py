@@ -12,8 +12,8 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from decalite.flame.albedo import AlbedoModel
+from decalite.flame.generated import generate_head
 from decalite.flame.layer import FlameLayer
-from decalite.flame.synthetic import generate_head
 from decalite.geometry.lighting import sh_shading
 from decalite.render.renderer import Renderer
 from decalite.training.distributed import constant_buffer_names, exclude_constants_from_ddp

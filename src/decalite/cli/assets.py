@@ -24,7 +24,7 @@ def run(cfg: AssetsConfig):
     from pathlib import Path
 
     if cfg.source == "generated":
-        from decalite.flame.synthetic import write_generated_head
+        from decalite.flame.generated import write_generated_head
 
         return write_generated_head(cfg.out, seed=cfg.seed)
     if cfg.source != "ict":

@@ -1,4 +1,4 @@
-"""``decalite-evaluate``: the synthetic benchmark (see :mod:`decalite.evaluation.synthetic`) on the held-out
+"""``decalite-evaluate``: the synthetic benchmark (see :mod:`decalite.evaluation.scores`) on the held-out
 identities of the experiment's synthetic data, for the untrained networks, a checkpoint and the mean face.
 
     decalite-evaluate checkpoint=outputs/train/synthetic_cpu/detail/checkpoints/last.ckpt
@@ -9,7 +9,7 @@ command line sets them (a contradicting value is an error naming both).
 Writes ``<output>/train_eval.json`` as ``{"before": {...}, "after": {...}, "mean_face": {...}}`` and prints a table.
 
 ``benchmark=synthetic`` scores one checkpoint by several methods (encoder, per-image fit, identity fit; see
-:mod:`decalite.evaluation.synthetic_benchmark`) on the held-out identities, into ``output``.
+:mod:`decalite.evaluation.method_benchmark`) on the held-out identities, into ``output``.
 
 ``benchmark=now`` runs the NoW benchmark on a folder of predictions instead (:mod:`decalite.evaluation.now_benchmark`):
 
@@ -50,7 +50,7 @@ def table(scores: dict[str, dict]) -> str:
 def run(cfg: DictConfig) -> dict[str, dict]:
     from decalite.cli.train import ensure_synthetic_data, stage_config
     from decalite.evaluation.heldout import heldout_batches, write_heldout
-    from decalite.evaluation.synthetic import evaluate_synthetic, truth_predictor
+    from decalite.evaluation.scores import evaluate_synthetic, truth_predictor
     from decalite.factory import build_deca
     from decalite.nets.checkpoints import load_weights
     from decalite.training.coarse import set_prior_bias
@@ -105,7 +105,7 @@ def run_synthetic(cfg: DictConfig) -> dict[str, dict]:
     ``max_identities`` held-out identities of the experiment's synthetic data, into ``cfg.output``."""
     from decalite.cli.train import ensure_synthetic_data
     from decalite.evaluation.heldout import heldout_batches
-    from decalite.evaluation.synthetic_benchmark import SyntheticBenchmarkConfig, run_synthetic_benchmark
+    from decalite.evaluation.method_benchmark import SyntheticBenchmarkConfig, run_synthetic_benchmark
     from decalite.factory import build_deca
     from decalite.nets.checkpoints import load_weights
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from decalite.errors import AssetError
-from decalite.flame.synthetic import GENERATED_MARKER, GENERATED_README, GENERATOR_VERSION, write_generated_head
+from decalite.flame.generated import GENERATED_MARKER, GENERATED_README, GENERATOR_VERSION, write_generated_head
 
 log = logging.getLogger(__name__)
 _announced: set[str] = set()

@@ -36,7 +36,7 @@ from decalite.data import shards
 from decalite.factory import build_flame, build_renderer
 from decalite.flame.arkit import is_arkit_head, limit_mouth_close
 from decalite.flame.assets import FlameAssets, load_flame_assets
-from decalite.flame.synthetic import generate_head
+from decalite.flame.generated import generate_head
 from decalite.geometry.camera import ndc_to_pixels
 from decalite.render.stages import sample_texture, to_image_layout
 from decalite.synth.cameras import face_camera

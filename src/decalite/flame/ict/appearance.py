@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from decalite.flame.generated.appearance import BROWS, IRIS, LIPS, SCLERA, SKIN, linear_basis
 from decalite.flame.ict.landmarks import _inside_polygon
 from decalite.flame.model_data import AlbedoData
-from decalite.flame.synthetic.appearance import BROWS, IRIS, LIPS, SCLERA, SKIN, linear_basis
 
 #: How far around the eye landmarks the face mask stops (metres, front view).
 EYE_MARGIN = 0.004

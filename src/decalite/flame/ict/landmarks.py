@@ -6,15 +6,15 @@
   sets substitute Multi-PIE's points 0-7 and 9-16; the chin stays). For a turned head each point moves to the
   silhouette: along the direction from the face centre through its frontal position, the outermost projected
   vertex among the face vertices inside the jawline (the region the extended jawline sets bound). Bins follow
-  DECA's yaw layout (:func:`decalite.flame.synthetic.landmarks.bin_yaw_degrees`), the head turned about the neck.
+  DECA's yaw layout (:func:`decalite.flame.generated.landmarks.bin_yaw_degrees`), the head turned about the neck.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from decalite.flame.generated.landmarks import bin_yaw_degrees
 from decalite.flame.model_data import N_YAW_BINS, LandmarkEmbedding
-from decalite.flame.synthetic.landmarks import bin_yaw_degrees
 
 
 def vertex_faces(faces: np.ndarray, vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,7 @@
 
 Methods (names in ``METHODS``): the encoders alone (``encoder``), the per-image fit from the mean face (``fit``)
 or from the encoder's codes (``encoder+fit``), and the joint fit of each person's images with one shared shape
-(``identity_fit``, ``encoder+identity_fit``). Every method is scored by :func:`~decalite.evaluation.synthetic.
+(``identity_fit``, ``encoder+identity_fit``). Every method is scored by :func:`~decalite.evaluation.scores.
 evaluate_synthetic` on the same images, beside the mean face; the report is one JSON, one markdown table and the
 cumulative error curve of the neutral-shape distances.
 """
@@ -18,7 +18,7 @@ import numpy as np
 
 from decalite.deca import DECA
 from decalite.evaluation.now_benchmark import NowConfigError, cumulative_error_curve, write_curve_png
-from decalite.evaluation.synthetic import (
+from decalite.evaluation.scores import (
     Predictor,
     SyntheticScores,
     encoder_predictor,

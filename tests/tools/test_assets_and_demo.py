@@ -20,7 +20,7 @@ from decalite.errors import AssetError
 from decalite.factory import load_assets, load_flame_layer
 from decalite.flame.assets import load_flame_assets
 from decalite.flame.default import resolve_flame_dir
-from decalite.flame.synthetic import generate_head, write_generated_head
+from decalite.flame.generated import generate_head, write_generated_head
 
 
 def _digests(folder: Path) -> dict[str, str]:

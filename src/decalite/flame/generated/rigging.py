@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from decalite.flame.synthetic.geometry import (
+from decalite.flame.generated.geometry import (
     MOUTH_HALF_WIDTH,
     MOUTH_Y,
     HeadTemplate,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from decalite.flame.synthetic.geometry import (
+from decalite.flame.generated.geometry import (
     EYE_CENTRES_XY,
     EYE_HALF_HEIGHT,
     EYE_HALF_WIDTH,

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from decalite.flame.model_data import N_YAW_BINS, LandmarkEmbedding
-from decalite.flame.synthetic.geometry import (
+from decalite.flame.generated.geometry import (
     EYE_CENTRES_XY,
     EYE_HALF_HEIGHT,
     EYE_HALF_WIDTH,
     MOUTH_Y,
     HeadTemplate,
 )
+from decalite.flame.model_data import N_YAW_BINS, LandmarkEmbedding
 
 
 def _static_design(t: HeadTemplate) -> np.ndarray:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from decalite.flame.model_data import AlbedoData
-from decalite.flame.synthetic.geometry import (
+from decalite.flame.generated.geometry import (
     MOUTH_HALF_WIDTH,
     MOUTH_Y,
     N_COLS,
@@ -18,6 +17,7 @@ from decalite.flame.synthetic.geometry import (
     HeadTemplate,
     eye_opening,
 )
+from decalite.flame.model_data import AlbedoData
 
 SKIN = np.array([0.80, 0.60, 0.50])
 LIPS = np.array([0.72, 0.42, 0.42])

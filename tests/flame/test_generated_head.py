@@ -12,10 +12,10 @@ import torch
 import trimesh
 from scipy.spatial import cKDTree
 
+from decalite.flame.generated import EXPRESSION_NAMES, generate_head
+from decalite.flame.generated.geometry import build_template
 from decalite.flame.layer import FlameLayer
 from decalite.flame.lbs import dynamic_contour_landmarks, rodrigues
-from decalite.flame.synthetic import EXPRESSION_NAMES, generate_head
-from decalite.flame.synthetic.geometry import build_template
 from decalite.geometry.mesh import vertex_normals
 
 
@@ -236,7 +236,7 @@ def test_no_component_folds_the_surface_within_three_sigma(head):
     """Every shape and expression component at +-3 sigma leaves every face outside the eyelids facing within 90
     degrees of its rest direction. Generator v4 failed this (brow raise from 2 sigma, smile, pucker and 25 more):
     the folds showed as thin dark creases across the cheeks and brow in the shape renders of fits."""
-    from decalite.flame.synthetic.bases import FOLD_SIGMAS, N_SHAPE, eyelid_faces, max_face_turn
+    from decalite.flame.generated.bases import FOLD_SIGMAS, N_SHAPE, eyelid_faces, max_face_turn
 
     template = build_template()
     np.testing.assert_array_equal(template.faces, head.model.faces)

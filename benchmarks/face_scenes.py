@@ -1,7 +1,7 @@
 """Synthetic test scenes for face detection: a real face composited into a canvas at a chosen size, rotation,
 colour and contrast, with a second, smaller face beside it (the bystander of issue 9).
 
-Used by the detection tests and ``benchmarks/bench_detect.py``. The source is any photo with known 68-point
+Used by the detection tests and ``bench_detect.py`` (beside it). The source is any photo with known 68-point
 landmarks (the tests use ``skimage.data.astronaut()``, public domain); every face is the source warped by a
 similarity, so the ground-truth landmarks are the source landmarks warped the same way.
 """

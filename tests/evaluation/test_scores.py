@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from decalite.evaluation.synthetic import _Scorer
+from decalite.evaluation.scores import _Scorer
 
 
 def _pearson(change: torch.Tensor, true: torch.Tensor, mask: torch.Tensor, chunks: int = 1) -> float | None:

@@ -12,13 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from decalite.flame.model_data import (
-    AlbedoData,
-    FlameModelData,
-    LandmarkEmbedding,
-)
-from decalite.flame.synthetic.appearance import albedo_model, uv_masks
-from decalite.flame.synthetic.bases import (
+from decalite.flame.generated.appearance import albedo_model, uv_masks
+from decalite.flame.generated.bases import (
     EXPRESSION_NAMES,
     SHAPE_NAMES,
     expression_basis,
@@ -26,9 +21,14 @@ from decalite.flame.synthetic.bases import (
     shape_basis,
     tame_folds,
 )
-from decalite.flame.synthetic.geometry import build_template
-from decalite.flame.synthetic.landmarks import landmark_embedding
-from decalite.flame.synthetic.rigging import PARENTS, joint_regressor, skinning_weights
+from decalite.flame.generated.geometry import build_template
+from decalite.flame.generated.landmarks import landmark_embedding
+from decalite.flame.generated.rigging import PARENTS, joint_regressor, skinning_weights
+from decalite.flame.model_data import (
+    AlbedoData,
+    FlameModelData,
+    LandmarkEmbedding,
+)
 from decalite.types import UVLayout
 
 __all__ = ["GeneratedHead", "generate_head", "write_generated_head", "EXPRESSION_NAMES", "SHAPE_NAMES", "GENERATOR_VERSION",
