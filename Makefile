@@ -39,8 +39,8 @@ test-fast: $(STAMP)  ## run the tests, stopping at the first failure
 	$(BIN)/python -m pytest -x -q
 
 demo: train  ## the main job on the embedded default: train (synthetic_cpu), score held-out identities, reconstruct, animate
-	$(BIN)/decalite-evaluate checkpoint=$(CKPT) output=$(OUT) threads=2
-	$(BIN)/decalite-demo out=$(OUT) checkpoint=$(CKPT)
+	$(BIN)/decalite-evaluate model.checkpoint=$(CKPT) output=$(OUT) threads=2
+	$(BIN)/decalite-demo out=$(OUT) model.checkpoint=$(CKPT)
 
 train: $(STAMP)  ## train EXPERIMENT (default synthetic_cpu: pretrain, coarse, then detail); GPUS=N for GPUs, ARGS for overrides
 ifeq ($(EXPERIMENT),synthetic_cpu)

@@ -26,7 +26,7 @@ for seed in $SEEDS; do
       "$BIN/decalite-train" experiment="$exp" seed="$seed" init_from="$init" paths.log_dir="$LOGS" \
         hydra.run.dir="$dir" threads=2 > "$dir/train.log" 2>&1
       # the same held-out identities and scan samples for every run (evaluation seed 0)
-      "$BIN/decalite-evaluate" experiment=synthetic_cpu checkpoint="$dir/checkpoints/last.ckpt" output="$dir/eval" \
+      "$BIN/decalite-evaluate" experiment=synthetic_cpu model.checkpoint="$dir/checkpoints/last.ckpt" output="$dir/eval" \
         paths.log_dir="$LOGS" max_identities=16 detail="$detail" threads=2 > "$dir/eval.log" 2>&1
     fi
   done

@@ -72,7 +72,7 @@ train detail 100 experiment=deca_detail init_from=$LOGS/coarse/checkpoints/last.
   loss.vgg19_weights=null || exit 1
 stamp "held-out identities, encoder only"
 timeout 90 $PY -m decalite.cli.evaluate "${COMMON[@]}" experiment=deca_detail init_from=null loss.vgg19_weights=null \
-  checkpoint=$LOGS/detail/checkpoints/last.ckpt output=$OUT/eval max_identities=$VAL 2>&1 | tail -8
+  model.checkpoint=$LOGS/detail/checkpoints/last.ckpt output=$OUT/eval max_identities=$VAL 2>&1 | tail -8
 cat "$OUT/eval/train_eval.json" 2>/dev/null
 stamp "bench_train: the coarse step"
 timeout 90 $PY benchmarks/bench_train.py $BENCH_TRAIN --out "$OUT/train"

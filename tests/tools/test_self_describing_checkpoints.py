@@ -125,7 +125,7 @@ def test_trained_settings_resolves_interpolations():
 def test_evaluate_and_reconstruct_need_only_the_checkpoint(trained, tmp_path):
     ws, checkpoint = trained
     out = tmp_path / "eval"
-    proc = _tool("evaluate", f"checkpoint={checkpoint}", f"output={out}", "max_identities=1", "threads=2",
+    proc = _tool("evaluate", f"model.checkpoint={checkpoint}", f"output={out}", "max_identities=1", "threads=2",
                  cwd=tmp_path)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     scores = json.loads((out / "train_eval.json").read_text())
@@ -159,9 +159,9 @@ def test_contradicting_override_and_missing_checkpoint_fail_before_work(trained,
     proc = _tool("evaluate", f"output={tmp_path / 'eval'}", cwd=tmp_path)
     text = proc.stdout + proc.stderr
     assert proc.returncode == 2, text[-3000:]
-    assert "checkpoint is not set" in text and "checkpoint=outputs/train/" in text
+    assert "model.checkpoint is not set" in text and "model.checkpoint=outputs/train/" in text
     assert "MissingMandatoryValue" not in text and not (tmp_path / "data").exists()
 
-    proc = _tool("evaluate", f"checkpoint={tmp_path / 'nope.ckpt'}", f"output={tmp_path / 'eval'}", cwd=tmp_path)
+    proc = _tool("evaluate", f"model.checkpoint={tmp_path / 'nope.ckpt'}", f"output={tmp_path / 'eval'}", cwd=tmp_path)
     text = proc.stdout + proc.stderr
     assert proc.returncode == 2 and "nope.ckpt" in text and "file not found" in text, text[-3000:]

@@ -96,7 +96,7 @@ def test_synthetic_benchmark_writes_the_table(workspace):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("evaluate", overrides=[*SMALL, "experiment=synthetic_cpu", f"paths.data_dir={tmp / 'data'}",
                                              f"paths.log_dir={tmp / 'logs'}", f"paths.cache_dir={os.environ['DECALITE_CACHE']}",
-                                             f"checkpoint={coarse.checkpoint}", f"output={tmp / 'eval'}",
+                                             f"model.checkpoint={coarse.checkpoint}", f"output={tmp / 'eval'}",
                                              "max_identities=1", "data.k=2"])
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp / "eval")
@@ -126,7 +126,7 @@ def test_oracle_coarse_detail_run_trains_and_is_scored_on_the_true_codes(workspa
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("evaluate", overrides=[*SMALL, *oracle, f"paths.data_dir={tmp / 'data'}",
                                              f"paths.log_dir={tmp / 'logs'}", f"paths.cache_dir={os.environ['DECALITE_CACHE']}",
-                                             f"checkpoint={result.checkpoint}", f"output={tmp / 'eval_oracle'}",
+                                             f"model.checkpoint={result.checkpoint}", f"output={tmp / 'eval_oracle'}",
                                              "max_identities=2", "data.k=2"])
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp / "eval_oracle")
@@ -204,7 +204,7 @@ def test_synthetic_benchmark_cli_scores_methods_and_writes_the_report(workspace)
             made = compose("evaluate", overrides=[
                 *SMALL, "experiment=synthetic_cpu", "benchmark=synthetic", f"paths.data_dir={tmp / 'data'}",
                 f"paths.log_dir={tmp / 'logs'}", f"paths.cache_dir={os.environ['DECALITE_CACHE']}",
-                f"checkpoint={coarse.checkpoint}", f"output={tmp / 'synthetic'}", "max_identities=2", "data.k=2",
+                f"model.checkpoint={coarse.checkpoint}", f"output={tmp / 'synthetic'}", "max_identities=2", "data.k=2",
                 "synthetic.fit_steps=5", "synthetic.identity_fit_steps=5", *extra])
         return made
 

@@ -1,6 +1,6 @@
 """``make demo`` / ``decalite-demo out=DIR``: the showcase part of the main job on the embedded default (``make
 demo`` trains and scores first): the configured head's showcase (:mod:`decalite.showcase`; the ICT head unless
-``flame.dir`` is set) into ``DIR/head``, then the astronaut photo reconstructed (with ``checkpoint=`` when given)
+``flame.dir`` is set) into ``DIR/head``, then the astronaut photo reconstructed (with ``model.checkpoint=`` when given)
 and animated.
 """
 
@@ -44,12 +44,11 @@ def reconstruct_and_animate(cfg: DictConfig) -> dict:
     photo = inputs / "astronaut.png"
     Image.fromarray(skimage.data.astronaut()).save(photo)  # public domain (NASA), shipped with scikit-image
     cfg.input = str(photo)
-    trained = bool(cfg.get("checkpoint"))
+    trained = bool(cfg.model.checkpoint)
     if trained:  # the networks of `make train`, with the head and sizes the checkpoint records
         from decalite.cli.trained import use_checkpoint_settings
 
-        cfg.model.checkpoint = cfg.checkpoint
-        use_checkpoint_settings(cfg, cfg.checkpoint, "demo")
+        use_checkpoint_settings(cfg, cfg.model.checkpoint, "demo")
         cfg.output = str(Path(cfg.out) / "reconstruct_trained")
     deca, assets = inference_model(cfg)
     landmarker = landmarker_for(cfg.landmarks)
@@ -70,8 +69,8 @@ def main(cfg: DictConfig) -> None:
     from decalite.threads import apply_thread_policy
 
     apply_thread_policy(cfg.get("threads"))
-    if cfg.get("checkpoint"):  # before any work: the checkpoint is readable and agrees with the command line
-        adopt_or_exit(copy.deepcopy(cfg), cfg.checkpoint, "demo", log)
+    if cfg.model.checkpoint:  # before any work: the checkpoint is readable and agrees with the command line
+        adopt_or_exit(copy.deepcopy(cfg), cfg.model.checkpoint, "demo", log)
     summary = run(cfg)
     log.info(
         "%s head: %d vertices, %d faces, extent %s m; FLAME forward %s ms (CPU)",

@@ -1,7 +1,7 @@
 """``decalite-evaluate``: the synthetic benchmark (see :mod:`decalite.evaluation.scores`) on the held-out
 identities of the experiment's synthetic data, for the untrained networks, a checkpoint and the mean face.
 
-    decalite-evaluate checkpoint=outputs/train/synthetic_cpu/detail/checkpoints/last.ckpt
+    decalite-evaluate model.checkpoint=outputs/train/synthetic_cpu/detail/checkpoints/last.ckpt
 
 The checkpoint records the head, network sizes and synthetic data it was trained with; they are used unless the
 command line sets them (a contradicting value is an error naming both).
@@ -61,7 +61,8 @@ def run(cfg: DictConfig) -> dict[str, dict]:
     ensure_synthetic_data(cfg)
 
     def model(checkpoint: str | None):
-        deca, _ = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
+        untrained = OmegaConf.merge(cfg.model, {"checkpoint": None})  # loaded below, strictly
+        deca, _ = build_deca(cfg.flame, untrained, cfg.renderer, cfg.paths)
         if checkpoint:
             load_weights(checkpoint, deca.networks(), strict=True)
         else:  # the state training starts from (see CoarseModule)
@@ -70,7 +71,7 @@ def run(cfg: DictConfig) -> dict[str, dict]:
         return deca.eval()
 
     torch.manual_seed(int(cfg.seed))
-    models = {"before": model(None), "after": model(str(cfg.checkpoint))}
+    models = {"before": model(None), "after": model(str(cfg.model.checkpoint))}
     # coarse_from=truth (an oracle-coarse detail run): both networks' details are scored on the true coarse codes
     oracle = stage_config(cfg).coarse_from == "truth"
     predictors = {name: truth_predictor(deca) for name, deca in models.items()} if oracle else None
@@ -115,12 +116,12 @@ def run_synthetic(cfg: DictConfig) -> dict[str, dict]:
     ensure_synthetic_data(cfg)
     bench = SyntheticBenchmarkConfig(**OmegaConf.to_container(cfg.synthetic, resolve=True))
     bench.check()
-    deca, _ = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
-    load_weights(str(cfg.checkpoint), deca.networks(), strict=True)
+    deca, _ = build_deca(cfg.flame, OmegaConf.merge(cfg.model, {"checkpoint": None}), cfg.renderer, cfg.paths)
+    load_weights(str(cfg.model.checkpoint), deca.networks(), strict=True)
     deca.eval()
     batches = heldout_batches(cfg.data.synthetic.root, int(cfg.data.k), int(cfg.data.image_size),
                               int(cfg.max_identities))
-    meta = {"checkpoint": str(cfg.checkpoint), "data": str(cfg.data.synthetic.root) + "/val",
+    meta = {"checkpoint": str(cfg.model.checkpoint), "data": str(cfg.data.synthetic.root) + "/val",
             "identities": int(cfg.max_identities), "images_per_identity": int(cfg.data.k),
             "image_size": int(cfg.data.image_size), "fit_steps": bench.fit_steps,
             "identity_fit_steps": bench.identity_fit_steps, "photometric_fit": bench.photometric}
@@ -130,7 +131,7 @@ def run_synthetic(cfg: DictConfig) -> dict[str, dict]:
 
 
 BENCHMARKS = {"demo": run, "now": run_now, "synthetic": run_synthetic}
-#: The benchmarks that score a checkpoint (``checkpoint=``; the NoW benchmark scores a folder of predictions).
+#: The benchmarks that score a checkpoint (``model.checkpoint=``; the NoW benchmark scores a folder of predictions).
 CHECKPOINT_BENCHMARKS = ("demo", "synthetic")
 
 
@@ -142,11 +143,11 @@ def main(cfg: DictConfig) -> None:
         log.error("benchmark=%s is not known: pass one of %s", cfg.benchmark, ", ".join(BENCHMARKS))
         raise SystemExit(2)
     if cfg.benchmark in CHECKPOINT_BENCHMARKS:  # before any work: the checkpoint, then its settings
-        if OmegaConf.is_missing(cfg, "checkpoint") or not cfg.checkpoint:
-            log.error("checkpoint is not set: benchmark=%s scores a trained checkpoint, e.g. "
-                      "checkpoint=outputs/train/synthetic_cpu/detail/checkpoints/last.ckpt", cfg.benchmark)
+        if not cfg.model.checkpoint:
+            log.error("model.checkpoint is not set: benchmark=%s scores a trained checkpoint, e.g. "
+                      "model.checkpoint=outputs/train/synthetic_cpu/detail/checkpoints/last.ckpt", cfg.benchmark)
             raise SystemExit(2)
-        adopt_or_exit(cfg, str(cfg.checkpoint), "evaluate", log)  # its head, sizes and data: nothing else to set
+        adopt_or_exit(cfg, str(cfg.model.checkpoint), "evaluate", log)  # its head, sizes and data: nothing else to set
     try:
         BENCHMARKS[cfg.benchmark](cfg)
     except NowConfigError as err:  # also the synthetic benchmark's BenchmarkConfigError

@@ -68,17 +68,16 @@ class TransferConfig(ReconstructConfig):
 
 @dataclass
 class DemoConfig(ReconstructConfig):
-    """``decalite-demo`` (``conf/demo.yaml``): the generated head's showcase, then reconstruct and animate a photo.
+    """``decalite-demo`` (``conf/demo.yaml``): the head's showcase, then reconstruct and animate a photo (with
+    ``model.checkpoint`` when set: its recorded settings, head and sizes, are used; unset: fit from the mean face).
 
     Attributes:
-        out: the output folder. frames, fps: the animation. checkpoint: a trained checkpoint (None: fit from the
-            mean face); its recorded settings (head, sizes) are used.
+        out: the output folder. frames, fps: the animation.
     """
 
     out: str
     frames: int
     fps: int
-    checkpoint: str | None = None
 
 
 @dataclass
