@@ -24,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from decalite.config import FlameConfig, ModelConfig, PathsConfig, ReconstructConfig, RendererConfig
-from decalite.training.config import LossConfig
+from decalite.training.config import LossConfig, OptimConfig
 
 T = TypeVar("T")
 
@@ -102,7 +102,7 @@ class AssetsConfig:
 
 
 _GROUPS = {"flame": FlameConfig, "renderer": RendererConfig, "model": ModelConfig, "paths": PathsConfig,
-           "loss": LossConfig}
+           "loss": LossConfig, "optim": OptimConfig}
 _TOOLS = {"reconstruct": ReconstructConfig, "animate": AnimateConfig, "transfer": TransferConfig,
           "demo": DemoConfig, "assets": AssetsConfig}
 
