@@ -101,7 +101,7 @@ def main() -> None:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        window = [*window[-(args.every - 1):], float(loss)]  # the training loss over the last --every steps
+        window = [*window[-(args.every - 1):], float(loss.detach())]  # the training loss over the last --every steps
         if step % args.every == 0:
             row = {"step": step, "images": step * args.groups * args.k, "seconds": round(time.time() - start),
                    "train_vertex_mm": sum(window) / len(window)}
