@@ -165,3 +165,19 @@ def test_contradicting_override_and_missing_checkpoint_fail_before_work(trained,
     proc = _tool("evaluate", f"model.checkpoint={tmp_path / 'nope.ckpt'}", f"output={tmp_path / 'eval'}", cwd=tmp_path)
     text = proc.stdout + proc.stderr
     assert proc.returncode == 2 and "nope.ckpt" in text and "file not found" in text, text[-3000:]
+
+
+def test_a_synthetic_world_is_recorded_whole_and_adopted():
+    """Generator settings set only on the training command line (+data.synthetic.yaw=10) are recorded, and a tool
+    that scores the data takes them (evaluate would otherwise refuse the data as written with other settings)."""
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        train = compose("train", overrides=["experiment=synthetic_cpu", "+data.synthetic.yaw=10.0"])
+        evaluate = compose("evaluate", overrides=[])
+    settings = trained_settings(train)
+    assert settings["data.synthetic.yaw"] == 10.0 and settings["data.synthetic.size"] == 80
+    changed = adopt_trained_settings(evaluate, settings, explicit=set(), source="x.ckpt")
+    assert evaluate.data.synthetic.yaw == 10.0 and evaluate.data.synthetic.size == 80
+    assert "data.synthetic.yaw: (unset) -> 10.0" in changed
+    reconstruct = _reconstruct_cfg()  # no data block: nothing of it is added
+    adopt_trained_settings(reconstruct, settings, explicit=set(), source="x.ckpt")
+    assert OmegaConf.select(reconstruct, "data") is None

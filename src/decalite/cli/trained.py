@@ -32,6 +32,10 @@ TRAINED_KEYS = (
     "init_cam", "init_light", "coarse_from",
 )
 
+#: Config blocks recorded whole (every key they hold, e.g. a synthetic world's pose ranges set with
+#: ``+data.synthetic.yaw=10``), so a tool scores the same world; a tool whose config has the block takes them all.
+TRAINED_BLOCKS = ("data.synthetic",)
+
 #: Where files live on a machine: adopted when not set, but a command line may point elsewhere (the same FLAME
 #: files or data on another machine). ``flame.dir`` unset vs set still tells the embedded head from FLAME files.
 PATH_KEYS = ("flame.dir", "data.synthetic.root")
@@ -43,10 +47,21 @@ class TrainedSettingsError(ValueError):
     """A command-line value contradicts the settings the checkpoint was trained with."""
 
 
+def _keys(cfg: DictConfig) -> list[str]:
+    """:data:`TRAINED_KEYS` and the keys of the :data:`TRAINED_BLOCKS` that ``cfg`` holds (flame before model)."""
+    keys = list(TRAINED_KEYS)
+    for block in TRAINED_BLOCKS:
+        node = OmegaConf.select(cfg, block, default=None)
+        if isinstance(node, DictConfig):
+            keys += [f"{block}.{k}" for k in node if f"{block}.{k}" not in keys]
+    return keys
+
+
 def trained_settings(cfg: DictConfig) -> dict[str, Any]:
-    """The :data:`TRAINED_KEYS` of a composed training config, resolved (dotted key -> plain value)."""
+    """The :data:`TRAINED_KEYS` and :data:`TRAINED_BLOCKS` of a composed training config, resolved (dotted key ->
+    plain value)."""
     found = {}
-    for key in TRAINED_KEYS:
+    for key in _keys(cfg):
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         if value is not _ABSENT:
             found[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
@@ -78,10 +93,17 @@ def adopt_trained_settings(cfg: DictConfig, recorded: dict[str, Any], explicit: 
             FLAME files is not a path difference); the message names the key, both values and the fix.
     """
     changed, conflicts = [], []
-    for key in TRAINED_KEYS:  # flame before model: model.n_shape follows flame.n_shape
+    blocks = [k for k in recorded if k not in TRAINED_KEYS and k.rsplit(".", 1)[0] in TRAINED_BLOCKS]
+    for key in [*TRAINED_KEYS, *blocks]:  # flame before model: model.n_shape follows flame.n_shape
         value = recorded.get(key, _ABSENT)
         current = OmegaConf.select(cfg, key, default=_ABSENT)
-        if value is _ABSENT or current is _ABSENT:
+        if value is _ABSENT:
+            continue
+        if current is _ABSENT:  # a block's key this tool's config lacks (a generator setting): taken if it has the block
+            if key in blocks and isinstance(OmegaConf.select(cfg, key.rsplit(".", 1)[0], default=None), DictConfig):
+                with open_dict(cfg):
+                    OmegaConf.update(cfg, key, value, merge=False)
+                changed.append(f"{key}: (unset) -> {value!r}")
             continue
         current = OmegaConf.to_container(current, resolve=True) if OmegaConf.is_config(current) else current
         if _same(current, value):
@@ -117,7 +139,7 @@ def explicit_keys(cfg: DictConfig, config_name: str) -> set[str]:
     named = {o.lstrip("+~").split("=", 1)[0].split("@", 1)[0] for o in HydraConfig.get().overrides.task}
     base = compose(config_name)
     found = set()
-    for key in TRAINED_KEYS:
+    for key in _keys(cfg):
         if key in named:
             found.add(key)
             continue
