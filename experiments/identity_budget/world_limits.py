@@ -23,6 +23,7 @@ import torch
 from decalite.config import FlameConfig
 from decalite.factory import load_flame_layer
 from decalite.flame.ict.pack import load_pack, shipped_pack
+from decalite.geometry.mesh import face_normals
 
 CROP_BOX_PX = 32.0  # a 64 px crop covers twice the landmark box
 FACE_RADIUS_M = 0.09
@@ -37,8 +38,8 @@ def _align_2d(points: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def _normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
-    n = np.cross(v[..., f[:, 1], :] - v[..., f[:, 0], :], v[..., f[:, 2], :] - v[..., f[:, 0], :])
-    return n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-15)
+    """(V, 3) vertices -> (F, 3) unit face normals (decalite.geometry.mesh.face_normals, in float64)."""
+    return face_normals(torch.from_numpy(np.asarray(v, dtype=np.float64))[None], torch.from_numpy(f).long())[0].numpy()
 
 
 def main() -> None:
