@@ -1,6 +1,7 @@
 """Write a synthetic world for the supervised bound with any :class:`~decalite.synth.SyntheticConfig` setting
 (pose ranges, light, expressions: the ones ``conf/data/synthetic.yaml`` does not expose), on the embedded head,
-with the seeds ``decalite-train`` uses (train from ``seed``, held-out from ``seed + 1,000,000``).
+through the splits ``decalite-train`` writes (:func:`decalite.synth.splits.ensure_splits`: the same seeds, the head's
+marker, resumable).
 
     .venv/bin/python experiments/identity_budget/make_world.py --root data/world_s16_std3 --n-shape 16 \
         shape_std=3 yaw=15 light_variation=2
@@ -16,7 +17,8 @@ from pathlib import Path
 import torch
 
 from decalite.flame.default import resolve_flame_dir
-from decalite.synth import SyntheticConfig, write_synthetic_dataset
+from decalite.synth import SyntheticConfig
+from decalite.synth.splits import ensure_splits, synthetic_config
 
 
 def main() -> None:
@@ -39,11 +41,9 @@ def main() -> None:
         extra[key] = tuple(float(v) for v in value.split(",")) if "," in value else float(value)
     assets = resolve_flame_dir(None, cache_dir=os.environ.get("DECALITE_CACHE", Path.home() / ".cache/decalite"),
                                seed=0, embedded="ict")
-    for split, count, seed in (("train", args.train, 0), ("val", args.val, 1_000_000)):
-        cfg = SyntheticConfig(identities=count, images_per_identity=4, size=args.size, render_size=args.size,
-                              seed=seed, uv_size=64, n_shape=args.n_shape, n_exp=44, n_tex=50, **extra)
-        write_synthetic_dataset(cfg, Path(args.root) / split, identities_per_shard=50, assets_dir=assets)
-
+    base = synthetic_config({}, images_per_identity=4, size=args.size, render_size=args.size, uv_size=64,
+                            n_shape=args.n_shape, n_exp=44, n_tex=50, **extra)
+    ensure_splits(args.root, base, args.train, args.val, identities_per_shard=50, assets_dir=assets)
 
 if __name__ == "__main__":
     main()
