@@ -40,7 +40,7 @@ test-fast: $(STAMP)  ## run the tests, stopping at the first failure
 
 demo: train  ## the main job on the embedded default: train (synthetic_cpu), score held-out identities, reconstruct, animate
 	$(BIN)/decalite-evaluate model.checkpoint=$(CKPT) output=$(OUT) threads=2
-	$(BIN)/decalite-demo out=$(OUT) model.checkpoint=$(CKPT)
+	$(BIN)/decalite-demo output=$(OUT) model.checkpoint=$(CKPT)
 
 train: $(STAMP)  ## train EXPERIMENT (default synthetic_cpu: pretrain, coarse, then detail); GPUS=N for GPUs, ARGS for overrides
 ifeq ($(EXPERIMENT),synthetic_cpu)
@@ -56,7 +56,7 @@ sweep: $(STAMP)  ## the paper's ablations as one Hydra multirun on synthetic dat
 	$(BIN)/decalite-train -m experiment=$(ABLATIONS) paths.log_dir=$(LOGS) $(TRAINER) $(ARGS)
 
 assets: $(STAMP)  ## write the embedded ICT head (FLAME format) to outputs/ict_head; ICT=PATH/FaceXModel reconverts ICT's files
-	$(BIN)/decalite-assets source=ict out=outputs/ict_head $(if $(ICT),input=$(ICT) pack=src/decalite/flame/ict/data/ict_light.npz,)
+	$(BIN)/decalite-assets source=ict output=outputs/ict_head $(if $(ICT),input=$(ICT) pack=src/decalite/flame/ict/data/ict_light.npz,)
 
 bench: $(STAMP)  ## speed figures (printed, not asserted) + one JSON and markdown table each, naming the machine, in OUT_BENCH (outputs/bench/README.md)
 	$(BIN)/python benchmarks/bench_render.py --out $(OUT_BENCH)

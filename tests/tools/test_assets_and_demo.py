@@ -97,7 +97,7 @@ def test_missing_flame_folder_names_it_and_the_fix(tmp_path):
 
 def test_assets_cli_writes_a_complete_folder(tmp_path):
     out = tmp_path / "head"
-    subprocess.run([sys.executable, "-m", "decalite.cli.assets", "source=generated", f"out={out}", "seed=3"],
+    subprocess.run([sys.executable, "-m", "decalite.cli.assets", "source=generated", f"output={out}", "seed=3"],
                    check=True, cwd=tmp_path)
     names = {p.name for p in out.iterdir()}
     assert {"generic_model.pkl", "landmark_embedding.npy", "head_template.obj", "uv_face_mask.png",
@@ -109,11 +109,11 @@ def test_assets_cli_writes_a_complete_folder(tmp_path):
 
 def test_assets_cli_expands_the_shipped_ict_head(tmp_path):
     out = tmp_path / "ict"
-    subprocess.run([sys.executable, "-m", "decalite.cli.assets", f"out={out}"], check=True, cwd=tmp_path)
+    subprocess.run([sys.executable, "-m", "decalite.cli.assets", f"output={out}"], check=True, cwd=tmp_path)
     assets = load_flame_assets(out)
     assert assets.model.n_vertices == 10_000 and "mouthSmile_L" in assets.model.expression_names
     assert "MIT" in (out / "README.txt").read_text() and not assets.generated
-    bad = subprocess.run([sys.executable, "-m", "decalite.cli.assets", f"out={out}", "pack=x.npz"], cwd=tmp_path,
+    bad = subprocess.run([sys.executable, "-m", "decalite.cli.assets", f"output={out}", "pack=x.npz"], cwd=tmp_path,
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "input=PATH/FaceXModel" in bad.stderr
 
@@ -131,7 +131,7 @@ def test_demo_writes_meshes_that_load(tmp_path, head_cache):
     from decalite.cli.demo import run
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("demo", overrides=[f"out={tmp_path / 'demo'}", f"paths.cache_dir={head_cache}"])
+        cfg = compose("demo", overrides=[f"output={tmp_path / 'demo'}", f"paths.cache_dir={head_cache}"])
     summary = run(cfg)
     for name in summary["meshes"]:
         mesh = trimesh.load(tmp_path / "demo" / "head" / name, process=False)

@@ -1,4 +1,4 @@
-"""``decalite-assets source=ict|generated out=DIR``: write a FLAME-format head folder.
+"""``decalite-assets source=ict|generated output=DIR``: write a FLAME-format head folder.
 
 ``source=ict input=PATH/FaceXModel`` converts ICT Face Model Light's files (``pack=FILE`` also writes the compact
 pack the package ships); without ``input`` the shipped ICT head is expanded. ``source=generated seed=N`` writes
@@ -26,7 +26,7 @@ def run(cfg: AssetsConfig):
     if cfg.source == "generated":
         from decalite.flame.generated import write_generated_head
 
-        return write_generated_head(cfg.out, seed=cfg.seed)
+        return write_generated_head(cfg.output, seed=cfg.seed)
     if cfg.source != "ict":
         raise ValueError(f"source={cfg.source!r}: choose source=ict or source=generated")
     from decalite.flame.ict.pack import load_pack, save_pack, shipped_pack, write_ict_folder
@@ -43,7 +43,7 @@ def run(cfg: AssetsConfig):
         if cfg.pack:
             raise ValueError("pack= needs input=PATH/FaceXModel (the pack is made from ICT's files)")
         head = load_pack(shipped_pack())
-    return write_ict_folder(head, cfg.out)
+    return write_ict_folder(head, cfg.output)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="assets")

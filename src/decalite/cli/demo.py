@@ -1,4 +1,4 @@
-"""``make demo`` / ``decalite-demo out=DIR``: the showcase part of the main job on the embedded default (``make
+"""``make demo`` / ``decalite-demo output=DIR``: the showcase part of the main job on the embedded default (``make
 demo`` trains and scores first): the configured head's showcase (:mod:`decalite.showcase`; the ICT head unless
 ``flame.dir`` is set) into ``DIR/head``, then the astronaut photo reconstructed (with ``model.checkpoint=`` when given)
 and animated.
@@ -20,16 +20,18 @@ log = logging.getLogger("decalite.demo")
 
 
 def run(cfg: DictConfig) -> dict:
-    """The head's showcase into ``<out>/head`` (:func:`decalite.showcase.head_showcase`)."""
+    """The head's showcase into ``<output>/head`` (:func:`decalite.showcase.head_showcase`)."""
     from decalite.factory import resolve_device
     from decalite.showcase import head_showcase
 
     cfg.device = str(resolve_device(cfg.device))
-    return head_showcase(cfg.flame, cfg.renderer, cfg.paths.cache_dir, Path(cfg.out) / "head", cfg.device)
+    return head_showcase(cfg.flame, cfg.renderer, cfg.paths.cache_dir, Path(cfg.output) / "head", cfg.device)
 
 
 def reconstruct_and_animate(cfg: DictConfig) -> dict:
-    """Reconstruct the astronaut photo (offline dlib landmarks, fit from the mean face) and animate it."""
+    """Reconstruct the astronaut photo (offline landmarks; the checkpoint's encoder when ``model.checkpoint`` is set,
+    else the mean face; then the fit) into ``<output>/reconstruct`` (``reconstruct_trained``) and animate it into
+    ``<output>/animate``. ``cfg`` is not changed."""
     import skimage.data
     from PIL import Image
 
@@ -39,17 +41,19 @@ def reconstruct_and_animate(cfg: DictConfig) -> dict:
     from decalite.reconstruct import landmarker_for
     from decalite.reconstruct import run as reconstruct
 
-    inputs = Path(cfg.out) / "inputs"
+    root = Path(cfg.output)
+    cfg = copy.deepcopy(cfg)  # the reconstruction's input, output and adopted settings stay in this copy
+    inputs = root / "inputs"
     inputs.mkdir(parents=True, exist_ok=True)
     photo = inputs / "astronaut.png"
     Image.fromarray(skimage.data.astronaut()).save(photo)  # public domain (NASA), shipped with scikit-image
     cfg.input = str(photo)
     trained = bool(cfg.model.checkpoint)
+    cfg.output = str(root / ("reconstruct_trained" if trained else "reconstruct"))
     if trained:  # the networks of `make train`, with the head and sizes the checkpoint records
         from decalite.cli.trained import use_checkpoint_settings
 
         use_checkpoint_settings(cfg, cfg.model.checkpoint, "demo")
-        cfg.output = str(Path(cfg.out) / "reconstruct_trained")
     deca, assets = inference_model(cfg)
     landmarker = landmarker_for(cfg.landmarks)
     summary = reconstruct(deca, assets, landmarker, cfg)
@@ -59,7 +63,7 @@ def reconstruct_and_animate(cfg: DictConfig) -> dict:
     codes = next(f for f in face["files"] if f.endswith("_codes.npz"))
     code = load_codes(codes).map(lambda t: t.to(next(deca.parameters()).device))
     frames = render_frames(deca, sweep_codes(code, int(cfg.frames)), trained_detail=trained)
-    files = write_animation(frames, Path(cfg.out) / "animate" / f"{face['name']}_animation", fps=int(cfg.fps))
+    files = write_animation(frames, root / "animate" / f"{face['name']}_animation", fps=int(cfg.fps))
     summary["animation"] = [str(f) for f in files]
     return summary
 
@@ -80,7 +84,7 @@ def main(cfg: DictConfig) -> None:
     log.info("Rendered with the %s rasterizer: %s ms per image (%d x %d, batch 1)",
              summary["render"]["backend"], summary["render"]["render_ms_batch_1"], size, size)
     log.info("Wrote %d meshes (OBJ with UVs), their 2D/3D landmarks, renders (overview.png, details.png) and "
-             "summary.json to %s", len(summary["meshes"]), (Path(cfg.out) / "head").resolve())
+             "summary.json to %s", len(summary["meshes"]), (Path(cfg.output) / "head").resolve())
     rec = reconstruct_and_animate(cfg)
     for face in rec["reconstructed"]:
         log.info("Reconstructed %s: landmark error (inter-ocular) %.4f -> %.4f; outputs in %s", face["source"],

@@ -72,10 +72,10 @@ class DemoConfig(ReconstructConfig):
     ``model.checkpoint`` when set: its recorded settings, head and sizes, are used; unset: fit from the mean face).
 
     Attributes:
-        out: the output folder. frames, fps: the animation.
+        output: the demo's folder (``head/``, ``reconstruct/`` or ``reconstruct_trained/``, ``animate/``).
+        frames, fps: the animation.
     """
 
-    out: str
     frames: int
     fps: int
 
@@ -86,7 +86,7 @@ class AssetsConfig:
 
     Attributes:
         source: "ict" (ICT Face Model Light) or "generated" (the mannequin).
-        out: the folder to write.
+        output: the folder to write.
         seed: the generated head's seed.
         input: ICT's FaceXModel folder to convert; None expands the ICT head shipped with decalite.
         pack: also write the converted head as a compact pack to this file (how the shipped pack is made).
@@ -94,7 +94,7 @@ class AssetsConfig:
     """
 
     source: str
-    out: str
+    output: str
     seed: int
     input: str | None
     pack: str | None
