@@ -153,3 +153,20 @@ def test_demo_writes_meshes_that_load(tmp_path, head_cache):
         assert Image.open(tmp_path / "demo" / "head" / name).size[1] >= 224
     dense = trimesh.load(tmp_path / "demo" / "head" / "detailed_dense.obj", process=False)
     assert len(dense.vertices) > 1.5 * summary["vertices"]  # one vertex per face texel: denser than the coarse mesh
+
+
+def test_demo_reconstructs_and_animates_into_its_output_folder(tmp_path, head_cache):
+    """The demo's second part (offline landmarks, the fit from the mean face, the sweep) writes into
+    <output>/reconstruct and <output>/animate and leaves the caller's config as it was."""
+    from decalite.cli.demo import reconstruct_and_animate
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("demo", overrides=[f"output={tmp_path / 'demo'}", f"paths.cache_dir={head_cache}",
+                                         "fit_steps=2", "frames=2", "renderer.image_size=64",
+                                         "save.dense=false", "save.vis=false"])
+    summary = reconstruct_and_animate(cfg)
+    assert cfg.output == str(tmp_path / "demo") and cfg.input is None
+    assert summary["reconstructed"] and not summary["failures"]
+    files = [Path(f) for f in summary["reconstructed"][0]["files"]]
+    assert all(f.parent.parent == tmp_path / "demo" / "reconstruct" and f.exists() for f in files)
+    assert summary["animation"] and all(Path(f).parent == tmp_path / "demo" / "animate" for f in summary["animation"])
