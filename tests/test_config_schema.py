@@ -6,18 +6,21 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
 from decalite.cli._hydra import CONF_DIR
+from decalite.cli.evaluate import EvaluateConfig
 from decalite.cli.prepare import PrepareToolConfig
 from decalite.cli.schema import (
     AnimateConfig,
     AssetsConfig,
     ConfigError,
     DemoConfig,
+    TrainConfig,
     TransferConfig,
     compose_typed,
     project,
@@ -25,10 +28,12 @@ from decalite.cli.schema import (
 from decalite.cli.synth import SynthConfig
 from decalite.config import FlameConfig, ReconstructConfig, RendererConfig
 from decalite.synth import SyntheticConfig
+from decalite.training.config import StageConfig
 
 TOOLS = [("reconstruct", ["input=x"], ReconstructConfig), ("animate", [], AnimateConfig),
          ("transfer", ["source=a", "driver=b"], TransferConfig), ("demo", [], DemoConfig), ("assets", [], AssetsConfig),
-         ("synth", [], SynthConfig), ("prepare", [], PrepareToolConfig)]
+         ("synth", [], SynthConfig), ("prepare", [], PrepareToolConfig),
+         ("train", ["experiment=synthetic_cpu"], TrainConfig), ("evaluate", [], EvaluateConfig)]
 
 
 @pytest.mark.parametrize(("name", "overrides", "schema"), TOOLS, ids=[t[0] for t in TOOLS])
@@ -90,7 +95,7 @@ def _schema_of(path, raw) -> type | None:
     """The dataclass a conf/ YAML names in its defaults list (``schema`` in a group, ``<tool>_schema``)."""
     from decalite.cli import schema as registry
 
-    tools = {**registry._TOOLS, "synth": SynthConfig, "prepare": PrepareToolConfig}
+    tools = {**registry._TOOLS, "synth": SynthConfig, "prepare": PrepareToolConfig, "evaluate": EvaluateConfig}
     for entry in raw.get("defaults", []):
         if entry == "schema":
             return registry._GROUPS[path.parent.name]
@@ -134,3 +139,38 @@ def test_no_conf_value_repeats_its_schema_default():
             repeated[str(path.relative_to(CONF_DIR))] = found
     assert checked >= 15  # the groups' and tools' files
     assert not repeated, repeated
+
+
+EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_fits_the_train_schema(experiment):
+    cfg = compose_typed("train", [f"experiment={experiment}"], TrainConfig)
+    assert type(cfg) is TrainConfig and cfg.stage in ("coarse", "detail")
+    assert tuple(cfg.init_cam) == StageConfig.init_cam and cfg.coarse_from == StageConfig.coarse_from  # declared once
+
+
+def test_train_and_evaluate_reject_typos_and_name_unset_values_with_an_example():
+    with pytest.raises((ConfigCompositionException, ConfigError), match="init_ligt"):
+        compose_typed("train", ["+init_ligt=2"], TrainConfig)
+    with pytest.raises((ConfigCompositionException, ConfigError)) as err:
+        compose_typed("train", ["seed=zero"], TrainConfig)
+    assert "seed" in str(err.value) + str(err.value.__cause__)
+    with pytest.raises(ConfigError, match=r"data\.root.*data\.root=/data/shards"):
+        compose_typed("train", ["data=shards"], TrainConfig)
+    evaluate = compose_typed("evaluate", ["synthetic.fit_steps=5", "now.unit=mm"], EvaluateConfig)
+    assert (evaluate.synthetic.fit_steps, evaluate.now.unit, evaluate.synthetic.detail) == (5, "mm", True)
+    with pytest.raises((ConfigCompositionException, ConfigError), match="benchmarck"):
+        compose_typed("evaluate", ["+benchmarck=now"], EvaluateConfig)
+
+
+def test_a_detail_stage_without_a_coarse_checkpoint_stops_before_any_work(tmp_path):
+    """experiment=deca_detail without init_from used to train on top of an untrained, frozen E_coarse (its YAML's
+    ``init_from: ???`` was overwritten by train.yaml's null: a merge never replaces a value with ???)."""
+    proc = subprocess.run([sys.executable, "-m", "decalite.cli.train", "experiment=synthetic_cpu_detail",
+                           "init_from=null", f"paths.log_dir={tmp_path / 'logs'}", f"paths.data_dir={tmp_path / 'data'}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "init_from is not set" in proc.stdout + proc.stderr and "coarse_from=truth" in proc.stdout + proc.stderr
+    assert not (tmp_path / "data").exists()  # no synthetic data written first

@@ -16,6 +16,7 @@ from PIL import Image
 from scipy.spatial.transform import Rotation
 
 from decalite.cli._hydra import CONF_DIR
+from decalite.cli.evaluate import EvaluateConfig  # noqa: F401  (importing the tool registers its schema)
 from decalite.evaluation.now import apply_similarity
 from decalite.evaluation.now_benchmark import (
     NowConfig,

@@ -19,6 +19,7 @@ from PIL import Image
 
 import decalite
 from decalite.cli._hydra import CONF_DIR
+from decalite.cli.evaluate import EvaluateConfig  # noqa: F401  (importing the tool registers its schema)
 from decalite.cli.train import run
 from decalite.cli.trained import TrainedSettingsError, adopt_trained_settings, trained_settings
 from decalite.errors import AssetError

@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
 from decalite.cli._hydra import CONF_DIR
+from decalite.cli.evaluate import EvaluateConfig  # noqa: F401  (importing the tool registers its schema)
 from decalite.cli.train import run
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import hydra
@@ -28,10 +29,38 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from decalite.cli import schema
 from decalite.cli._hydra import CONF_PATH
+from decalite.cli.schema import TrainConfig, typed, typed_or_exit
 from decalite.cli.trained import adopt_or_exit
+from decalite.evaluation.method_benchmark import SyntheticBenchmarkConfig
+from decalite.evaluation.now_benchmark import NowConfig
 
 log = logging.getLogger("decalite.evaluate")
+
+
+@dataclass(kw_only=True)
+class EvaluateConfig(TrainConfig):
+    """``decalite-evaluate`` (``conf/evaluate.yaml``): train.yaml's groups (the model, head and synthetic data a
+    checkpoint is scored with) and these.
+
+    Attributes:
+        benchmark: "demo" (before / after / mean face), "synthetic" (methods on one checkpoint) or "now".
+        max_identities: held-out identities scored (the val split, 4 images each).
+        detail: also score the detail networks (benchmark=demo).
+        output: the report folder (every benchmark).
+        synthetic: benchmark=synthetic's methods and fits. now: benchmark=now's inputs and protocol.
+    """
+
+    benchmark: str
+    max_identities: int
+    detail: bool
+    output: str
+    synthetic: SyntheticBenchmarkConfig = field(default_factory=SyntheticBenchmarkConfig)
+    now: NowConfig = field(default_factory=NowConfig)
+
+
+schema.register({"evaluate": EvaluateConfig})
 
 KEYS = ("landmark_nme", "shape_mm", "displacement_mm", "detail_consistency_mm", "detail_other_identity_mm",
         "expression_change_pearson")
@@ -90,11 +119,11 @@ def run(cfg: DictConfig) -> dict[str, dict]:
 def run_now(cfg: DictConfig) -> dict:
     """``benchmark=now``: the ``now`` block as :class:`NowConfig`, scored into ``cfg.output``; exits with status 1
     when no prediction could be scored (the report is written all the same)."""
-    from decalite.evaluation.now_benchmark import NowConfig, run_now_benchmark
+    from decalite.evaluation.now_benchmark import run_now_benchmark
 
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
-    summary = run_now_benchmark(NowConfig(**OmegaConf.to_container(cfg.now, resolve=True)), Path(cfg.output))
+    summary = run_now_benchmark(typed(cfg, EvaluateConfig).now, Path(cfg.output))
     if not summary["overall"]["scored"]:
         log.error("NoW: no prediction was scored (see %s)", Path(cfg.output) / "now_results.md")
         raise SystemExit(1)
@@ -106,7 +135,7 @@ def run_synthetic(cfg: DictConfig) -> dict[str, dict]:
     ``max_identities`` held-out identities of the experiment's synthetic data, into ``cfg.output``."""
     from decalite.cli.train import ensure_synthetic_data
     from decalite.evaluation.heldout import heldout_batches
-    from decalite.evaluation.method_benchmark import SyntheticBenchmarkConfig, run_synthetic_benchmark
+    from decalite.evaluation.method_benchmark import run_synthetic_benchmark
     from decalite.factory import build_deca
     from decalite.nets.checkpoints import load_weights
 
@@ -114,7 +143,7 @@ def run_synthetic(cfg: DictConfig) -> dict[str, dict]:
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(int(cfg.seed))
     ensure_synthetic_data(cfg)
-    bench = SyntheticBenchmarkConfig(**OmegaConf.to_container(cfg.synthetic, resolve=True))
+    bench = typed(cfg, EvaluateConfig).synthetic
     bench.check()
     deca, _ = build_deca(cfg.flame, OmegaConf.merge(cfg.model, {"checkpoint": None}), cfg.renderer, cfg.paths)
     load_weights(str(cfg.model.checkpoint), deca.networks(), strict=True)
@@ -148,6 +177,7 @@ def main(cfg: DictConfig) -> None:
                       "model.checkpoint=outputs/train/synthetic_cpu/detail/checkpoints/last.ckpt", cfg.benchmark)
             raise SystemExit(2)
         adopt_or_exit(cfg, str(cfg.model.checkpoint), "evaluate", log)  # its head, sizes and data: nothing else to set
+    typed_or_exit(cfg, EvaluateConfig, log)  # every key, type and mandatory value, before any work
     try:
         BENCHMARKS[cfg.benchmark](cfg)
     except NowConfigError as err:  # also the synthetic benchmark's BenchmarkConfigError

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import sys
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from decalite.config import FlameConfig, ModelConfig, PathsConfig, ReconstructConfig, RendererConfig
-from decalite.training.config import LossConfig, OptimConfig
+from decalite.training.config import LossConfig, OptimConfig, StageConfig
 
 T = TypeVar("T")
 
@@ -101,10 +102,53 @@ class AssetsConfig:
     target_vertices: int | None
 
 
+@dataclass
+class TrainConfig:
+    """``decalite-train`` (``conf/train.yaml``): one training stage, composed from the config groups.
+
+    Attributes:
+        paths, flame, model, renderer, optim, loss: the typed groups.
+        data, trainer, logger, callbacks: constructor arguments (``_target_`` and keywords) of the datamodule, the
+            Lightning Trainer, the loggers and the callbacks (Hydra's ``instantiate``); ``data.synthetic`` holds the
+            synthetic world (:class:`~decalite.synth.SyntheticConfig` fields, its folder and identity counts).
+        name: the run's name (log folders, wandb). stage: "coarse" (also the pretrain stage) or "detail".
+        seed: the run's seed. resume: a checkpoint of this run to continue (optimizer state and step count).
+        init_from: a checkpoint whose networks start this stage (the detail stage: a coarse checkpoint).
+        threads: torch's CPU threads (None: torch's default; set it on shared CPU machines).
+        init_cam, init_light, coarse_from: :class:`~decalite.training.config.StageConfig`'s (defaults there).
+    """
+
+    paths: PathsConfig
+    flame: FlameConfig
+    model: ModelConfig
+    renderer: RendererConfig
+    optim: OptimConfig
+    loss: LossConfig
+    data: Any
+    trainer: Any
+    logger: Any
+    callbacks: Any
+    name: str
+    stage: str
+    seed: int
+    resume: str | None
+    init_from: str | None
+    threads: int | None
+    init_cam: tuple[float, float, float] = StageConfig.init_cam
+    #: What a user sets for a key a config leaves unset (``???``), quoted by the error that names it.
+    EXAMPLES: ClassVar[dict[str, str]] = {
+        "init_from": "init_from=outputs/train/deca_coarse/coarse/checkpoints/last.ckpt",
+        "loss.vgg19_weights": "loss.vgg19_weights=/weights/vgg19-dcbb9e9d.pth (torchvision's ImageNet VGG19)",
+        "data.root": "data=shards data.root=/data/shards (decalite-prepare's output: train/ and val/ inside)",
+    }
+    init_light: float = StageConfig.init_light
+    coarse_from: str = StageConfig.coarse_from
+
+
 _GROUPS = {"flame": FlameConfig, "renderer": RendererConfig, "model": ModelConfig, "paths": PathsConfig,
            "loss": LossConfig, "optim": OptimConfig}
 _TOOLS = {"reconstruct": ReconstructConfig, "animate": AnimateConfig, "transfer": TransferConfig,
-          "demo": DemoConfig, "assets": AssetsConfig}
+          "demo": DemoConfig, "assets": AssetsConfig, "train": TrainConfig}
 
 
 def register(tools: dict[str, type] | None = None) -> None:
@@ -144,9 +188,10 @@ def typed(cfg: DictConfig, schema: type[T]) -> T:
 
     Raises:
         ConfigError: a key ``schema`` does not declare (also one added with ``+key=``), a value of the wrong type
-            or a required value left unset; the message names the key.
+            or a required value left unset; the message names the key (for an unset one, with an example from the
+            schema's ``EXAMPLES`` where it has one).
     """
-    from omegaconf.errors import OmegaConfBaseException
+    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
@@ -154,9 +199,24 @@ def typed(cfg: DictConfig, schema: type[T]) -> T:
         extra = _undeclared(merged)
         if extra:
             raise ConfigError("configuration error: not a key of the schema: " + ", ".join(extra))
+        missing = sorted(OmegaConf.missing_keys(merged))  # to_object would pass an optional one on as None
+        if missing:
+            raise _unset(missing, schema)
         return OmegaConf.to_object(merged)
+    except MissingMandatoryValue as err:
+        raise _unset([err.full_key], schema) from None
     except OmegaConfBaseException as err:
+        unset = re.search(r"Missing mandatory value: (\S+)", str(err))  # met while resolving an interpolation
+        if unset:
+            raise _unset([unset.group(1)], schema) from None
         raise ConfigError(f"configuration error: {err}") from None
+
+
+def _unset(keys: list[str], schema: type) -> ConfigError:
+    """The error for mandatory values left unset (``???``): each key, with the schema's example where it has one."""
+    examples = getattr(schema, "EXAMPLES", {})
+    return ConfigError("configuration error: not set (its config says ???): " + ", ".join(keys)
+                       + "; set it on the command line, e.g. " + "; ".join(examples.get(k, f"{k}=VALUE") for k in keys))
 
 
 def _undeclared(node: DictConfig, prefix: str = "") -> list[str]:

@@ -10,6 +10,7 @@ The app only builds objects from the config and calls :func:`decalite.training.t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -21,27 +22,28 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from decalite.cli._hydra import CONF_PATH
+from decalite.cli.schema import ConfigError, TrainConfig, typed
+from decalite.training.config import StageConfig
 
 log = logging.getLogger("decalite.train")
 
 
-def stage_config(cfg: DictConfig):
+def train_config(cfg: DictConfig) -> TrainConfig:
+    """The :class:`~decalite.cli.schema.TrainConfig` part of a composed config (decalite-train's, or a tool's that
+    extends train.yaml, e.g. decalite-evaluate's), typed: a misspelt key, a wrong type or an unset mandatory value
+    (``init_from: ???``) is a :class:`~decalite.cli.schema.ConfigError` naming it."""
+    return typed(OmegaConf.masked_copy(cfg, [f.name for f in dataclasses.fields(TrainConfig)]), TrainConfig)
+
+
+def stage_config(cfg: DictConfig) -> StageConfig:
     """The typed :class:`~decalite.training.config.StageConfig` of the composed config."""
     from decalite.cli.trained import trained_settings
-    from decalite.training.config import LossConfig, OptimConfig, StageConfig
 
-    loss = OmegaConf.to_container(cfg.loss, resolve=True)
-    optim = OmegaConf.to_container(cfg.optim, resolve=True)
-    return StageConfig(
-        stage=str(cfg.stage),
-        loss=LossConfig(**{**loss, "terms": {k: float(v) for k, v in loss["terms"].items()}}),
-        optim=OptimConfig(**{**optim, "betas": tuple(optim["betas"])}),
-        init_from=cfg.init_from,
-        init_cam=tuple(float(v) for v in cfg.init_cam),
-        init_light=float(cfg.init_light),
-        coarse_from=str(cfg.get("coarse_from", "encoder")),
-        settings=trained_settings(cfg),
-    )
+    train = train_config(cfg)
+    return StageConfig(stage=train.stage, loss=train.loss,
+                       optim=dataclasses.replace(train.optim, betas=tuple(train.optim.betas)),
+                       init_from=train.init_from, init_cam=tuple(train.init_cam), init_light=train.init_light,
+                       coarse_from=train.coarse_from, settings=trained_settings(cfg))
 
 
 def ensure_synthetic_data(cfg: DictConfig) -> None:
@@ -66,13 +68,18 @@ def run(cfg: DictConfig):
     from decalite.factory import build_deca
     from decalite.training.train import build_stage_module, train
 
+    stage = stage_config(cfg)  # before any work: the config is complete
+    if stage.stage == "detail" and stage.coarse_from == "encoder" and not stage.init_from and not cfg.get("resume"):
+        raise ConfigError("init_from is not set: the detail stage trains with E_coarse frozen, so it starts from a "
+                          "coarse stage's checkpoint, e.g. init_from=outputs/train/deca/coarse/checkpoints/last.ckpt "
+                          "(or coarse_from=truth on synthetic data: the true coarse codes)")
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(int(cfg.seed), workers=True)
     if cfg.data.get("synthetic"):
         ensure_synthetic_data(cfg)
     deca, _ = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
-    module = build_stage_module(deca, stage_config(cfg))
+    module = build_stage_module(deca, stage)
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     for key in ("synthetic", "root"):
         data_cfg.pop(key, None)
@@ -95,7 +102,11 @@ def run(cfg: DictConfig):
 
 @hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="train")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    try:  # every key, type and mandatory value is checked before any work
+        run(cfg)
+    except ConfigError as err:
+        log.error("%s", err)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

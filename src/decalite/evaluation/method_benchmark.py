@@ -54,7 +54,7 @@ class SyntheticBenchmarkConfig:
         detail: score the detail networks (displacement, detail swaps, expression-driven change).
     """
 
-    methods: Sequence[str] = field(default_factory=lambda: list(METHODS))
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
     fit_steps: int = 100
     identity_fit_steps: int = 400
     photometric: bool = True
