@@ -405,7 +405,9 @@ def test_cli_rejects_an_unknown_key_by_name(ws):
 
 
 def test_appended_unknown_optimiser_key_is_rejected_by_name(ws):
-    with pytest.raises(TypeError, match="lrr"):
+    from decalite.cli.schema import ConfigError
+
+    with pytest.raises(ConfigError, match="lrr"):
         run(_cfg(ws, "typo_plus", "+optim.lrr=1"))
 
 

@@ -123,7 +123,7 @@ def run_now(cfg: DictConfig) -> dict:
 
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
-    summary = run_now_benchmark(typed(cfg, EvaluateConfig).now, Path(cfg.output))
+    summary = run_now_benchmark(typed(cfg.now, NowConfig), Path(cfg.output))
     if not summary["overall"]["scored"]:
         log.error("NoW: no prediction was scored (see %s)", Path(cfg.output) / "now_results.md")
         raise SystemExit(1)
@@ -143,7 +143,7 @@ def run_synthetic(cfg: DictConfig) -> dict[str, dict]:
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(int(cfg.seed))
     ensure_synthetic_data(cfg)
-    bench = typed(cfg, EvaluateConfig).synthetic
+    bench = typed(cfg.synthetic, SyntheticBenchmarkConfig)
     bench.check()
     deca, _ = build_deca(cfg.flame, OmegaConf.merge(cfg.model, {"checkpoint": None}), cfg.renderer, cfg.paths)
     load_weights(str(cfg.model.checkpoint), deca.networks(), strict=True)
