@@ -27,7 +27,6 @@ from decalite.data.datamodule import IdentityGroupDataset, collate_groups
 from decalite.evaluation.scores import evaluate_synthetic
 from decalite.factory import build_deca
 
-
 FACE_RADIUS = 0.09  # metres around the nose tip: the face the NoW-style score crops (plus a margin)
 
 

@@ -10,7 +10,7 @@ cumulative error curve of the neutral-shape distances.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
