@@ -148,7 +148,7 @@ class SaveConfig:
     arkit: bool
 
 
-#: The fit's loss weights (the only declaration: :class:`decalite.fitting.FitConfig` and ``decalite-reconstruct``'s
+#: The fit's loss weights (the only declaration: :class:`decalite.apps.fitting.FitConfig` and ``decalite-reconstruct``'s
 #: ``fit_loss`` start from them). Terms and normalisations are DECA's training terms
 #: (:mod:`decalite.losses.objective`), weighted for a per-image fit (the batch-sum regularisers are divided by the
 #: batch size). ``landmark_robust``: Geman-McClure (scale 0.02) for detector outliers, e.g. ``landmark=0

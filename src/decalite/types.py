@@ -136,7 +136,7 @@ class FaceCode:
 
 @dataclass
 class DecaOutput:
-    """What :meth:`decalite.deca.DECA.decode` returns for a batch of codes.
+    """What :meth:`decalite.model.deca.DECA.decode` returns for a batch of codes.
 
     Attributes:
         vertices: (B, V, 3) coarse FLAME vertices (model space, metres).

@@ -9,9 +9,9 @@ import torch
 import trimesh
 from PIL import Image
 
-from decalite.animate import render_frames, sweep_codes, transfer_codes, write_animation
-from decalite.fitting import DEFAULT_FIT_TERMS, FitConfig
-from decalite.reconstruct import infer, write_face
+from decalite.apps.animate import render_frames, sweep_codes, transfer_codes, write_animation
+from decalite.apps.fitting import DEFAULT_FIT_TERMS, FitConfig
+from decalite.apps.reconstruct import infer, write_face
 
 
 def test_fit_from_the_mean_face_reduces_the_landmark_error(small_deca, known_faces):
@@ -147,9 +147,9 @@ def _pasted_face(faces, scale: float, offset: tuple[int, int], canvas_hw: tuple[
 def test_outputs_in_the_photo_frame(small_deca, known_faces, cfg_factory, tmp_path):
     """_lmk2d_image.txt maps back to the crop frame through crop_matrix, lands on the known landmarks of a face
     pasted into a larger photo, and _vis_original.png is the photo, changed only around the face."""
+    from decalite.apps.reconstruct import detect_faces
     from decalite.geometry.camera import normalised_to_pixels
     from decalite.io.inputs import InputItem
-    from decalite.reconstruct import detect_faces
 
     deca, assets = small_deca
     faces, _ = known_faces
@@ -188,8 +188,8 @@ def test_outputs_in_the_photo_frame(small_deca, known_faces, cfg_factory, tmp_pa
 
 def test_precropped_input_gets_the_resize_matrix(small_deca, tmp_path):
     """landmarks=none: the whole image is the crop, its matrix the resize, and the photo-frame landmarks scale."""
+    from decalite.apps.reconstruct import detect_faces, photo_landmarks
     from decalite.io.inputs import InputItem
-    from decalite.reconstruct import detect_faces, photo_landmarks
 
     deca, _ = small_deca
     image = np.zeros((300, 450, 3), np.uint8)

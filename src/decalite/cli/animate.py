@@ -13,15 +13,15 @@ from decalite.cli._hydra import CONF_PATH
 from decalite.cli.schema import AnimateConfig, inference_model, typed_or_exit
 from decalite.cli.trained import adopt_or_exit
 
-log = logging.getLogger("decalite.animate")
+log = logging.getLogger("decalite.apps.animate")
 
 
 @hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="animate")
 def main(dict_cfg: DictConfig) -> None:
-    from decalite.animate import render_frames, sweep_codes, write_animation
+    from decalite.apps.animate import render_frames, sweep_codes, write_animation
+    from decalite.apps.reconstruct import codes_for_input, landmarker_for
     from decalite.io.codes import load_codes
     from decalite.io.images import InputError
-    from decalite.reconstruct import codes_for_input, landmarker_for
 
     adopt_or_exit(dict_cfg, dict_cfg.model.checkpoint, "animate", log)  # a trained checkpoint's head and sizes
     cfg = typed_or_exit(dict_cfg, AnimateConfig, log)

@@ -1,5 +1,5 @@
 """``make demo`` / ``decalite-demo output=DIR``: the showcase part of the main job on the embedded default (``make
-demo`` trains and scores first): the configured head's showcase (:mod:`decalite.showcase`; the ICT head unless
+demo`` trains and scores first): the configured head's showcase (:mod:`decalite.apps.showcase`; the ICT head unless
 ``flame.dir`` is set) into ``DIR/head``, then the astronaut photo reconstructed (with ``model.checkpoint=`` when given)
 and animated.
 """
@@ -20,9 +20,9 @@ log = logging.getLogger("decalite.demo")
 
 
 def run(cfg: DictConfig) -> dict:
-    """The head's showcase into ``<output>/head`` (:func:`decalite.showcase.head_showcase`)."""
-    from decalite.factory import resolve_device
-    from decalite.showcase import head_showcase
+    """The head's showcase into ``<output>/head`` (:func:`decalite.apps.showcase.head_showcase`)."""
+    from decalite.apps.showcase import head_showcase
+    from decalite.model.factory import resolve_device
 
     cfg.device = str(resolve_device(cfg.device))
     return head_showcase(cfg.flame, cfg.renderer, cfg.paths.cache_dir, Path(cfg.output) / "head", cfg.device)
@@ -35,11 +35,11 @@ def reconstruct_and_animate(cfg: DictConfig) -> dict:
     import skimage.data
     from PIL import Image
 
-    from decalite.animate import render_frames, sweep_codes, write_animation
+    from decalite.apps.animate import render_frames, sweep_codes, write_animation
+    from decalite.apps.reconstruct import landmarker_for
+    from decalite.apps.reconstruct import run as reconstruct
     from decalite.cli.schema import inference_model
     from decalite.io.codes import load_codes
-    from decalite.reconstruct import landmarker_for
-    from decalite.reconstruct import run as reconstruct
 
     root = Path(cfg.output)
     cfg = copy.deepcopy(cfg)  # the reconstruction's input, output and adopted settings stay in this copy

@@ -18,10 +18,10 @@ log = logging.getLogger("decalite.transfer")
 
 @hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="transfer")
 def main(dict_cfg: DictConfig) -> None:
-    from decalite.animate import render_frames, transfer_codes, write_animation
+    from decalite.apps.animate import render_frames, transfer_codes, write_animation
+    from decalite.apps.reconstruct import codes_for_input, landmarker_for
     from decalite.io.codes import save_codes
     from decalite.io.images import InputError
-    from decalite.reconstruct import codes_for_input, landmarker_for
 
     adopt_or_exit(dict_cfg, dict_cfg.model.checkpoint, "transfer", log)  # a trained checkpoint's head and sizes
     cfg = typed_or_exit(dict_cfg, TransferConfig, log)

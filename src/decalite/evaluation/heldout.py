@@ -35,7 +35,7 @@ def write_heldout(deca, batch: dict, folder: Path) -> None:
     true detailed shape)."""
     from torchvision.utils import make_grid, save_image
 
-    from decalite.export import write_mesh
+    from decalite.apps.export import write_mesh
 
     folder.mkdir(parents=True, exist_ok=True)
     images = batch["images"][0]  # (1, K, 3, S, S) -> (K, 3, S, S)

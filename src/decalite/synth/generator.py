@@ -33,11 +33,11 @@ import torch
 
 from decalite.config import FlameConfig, RendererConfig
 from decalite.data import shards
-from decalite.factory import build_flame, build_renderer
 from decalite.flame.arkit import is_arkit_head, limit_mouth_close
 from decalite.flame.assets import FlameAssets, load_flame_assets
 from decalite.flame.generated import generate_head
 from decalite.geometry.camera import ndc_to_pixels, orthographic_project
+from decalite.model.factory import build_flame, build_renderer
 from decalite.render.stages import sample_texture, to_image_layout
 from decalite.synth.cameras import face_camera
 from decalite.synth.config import SyntheticConfig

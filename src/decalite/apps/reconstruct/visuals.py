@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torchvision.utils import make_grid
 
-from decalite.deca import DECA
+from decalite.apps.reconstruct.coordinates import crop_to_photo, paste_render, photo_landmarks
+from decalite.apps.reconstruct.faces import Face
 from decalite.geometry.camera import normalised_to_pixels
-from decalite.reconstruct.coordinates import crop_to_photo, paste_render, photo_landmarks
-from decalite.reconstruct.faces import Face
+from decalite.model.deca import DECA
 from decalite.render.stages import draw_points
 from decalite.types import FaceCode
 

@@ -8,17 +8,24 @@ import numpy as np
 import torch
 from torchvision.utils import save_image
 
+from decalite.apps.export import (
+    extract_texture,
+    now_landmarks,
+    save_png,
+    write_arkit_json,
+    write_mesh,
+    write_textured_obj,
+)
+from decalite.apps.reconstruct.coordinates import photo_landmarks
+from decalite.apps.reconstruct.faces import Face
+from decalite.apps.reconstruct.visuals import _vis_grid, _vis_original
 from decalite.config import SaveConfig
-from decalite.deca import DECA
-from decalite.export import extract_texture, now_landmarks, save_png, write_arkit_json, write_mesh, write_textured_obj
 from decalite.flame.arkit import is_arkit_head
 from decalite.flame.assets import FlameAssets
 from decalite.geometry.camera import orthographic_project
 from decalite.io.codes import save_codes
 from decalite.io.images import InputError
-from decalite.reconstruct.coordinates import photo_landmarks
-from decalite.reconstruct.faces import Face
-from decalite.reconstruct.visuals import _vis_grid, _vis_original
+from decalite.model.deca import DECA
 from decalite.render.uv_space import dense_detail_mesh
 from decalite.types import FaceCode
 

@@ -82,8 +82,8 @@ def _render_all(renderer_cfg, device: str, layer, assets, meshes_inputs, out: Pa
     """Render every named mesh (textured with landmarks | grey shape | mesh overlay) and a detail comparison."""
     from torchvision.utils import make_grid, save_image
 
-    from decalite.factory import build_renderer
     from decalite.geometry.camera import ndc_to_pixels, orthographic_project
+    from decalite.model.factory import build_renderer
     from decalite.render.stages import composite, draw_points, wireframe_mask
 
     renderer = build_renderer(renderer_cfg, assets).to(device)
@@ -147,8 +147,8 @@ def head_showcase(flame_cfg, renderer_cfg, cache_dir: str, out: Path, device: st
     several expressions, poses and identities, renders of each (textured with landmarks | shape | wireframe),
     ``overview.png``, a procedural-detail comparison (``details.png``, ``detailed_dense.obj``) and
     ``summary.json`` (sizes, FLAME forward and render timings); returns the summary."""
-    from decalite.factory import build_flame, load_assets
     from decalite.flame.asset_writer import write_obj_with_uvs
+    from decalite.model.factory import build_flame, load_assets
 
     out.mkdir(parents=True, exist_ok=True)
     assets = load_assets(flame_cfg, cache_dir)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from decalite.deca import DECA
+from decalite.model.deca import DECA
 from decalite.types import FaceCode
 
 
