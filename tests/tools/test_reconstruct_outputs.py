@@ -196,3 +196,30 @@ def test_precropped_input_gets_the_resize_matrix(small_deca, tmp_path):
     (face,) = detect_faces(InputItem(path=tmp_path / "x.png", name="x"), image, None, False, size=224)
     assert np.allclose(face.crop_matrix, [[224 / 450, 0, 0], [0, 224 / 300, 0]])
     assert np.allclose(photo_landmarks(face, np.array([[-1.0, -1.0]])), [[-0.5 * 450 / 224, -0.5 * 300 / 224]])
+
+
+def test_a_reconstruction_exports_a_glb_that_poses_to_its_flame_mesh(small_deca, known_faces, cfg_factory, tmp_path):
+    """save.gltf: the face's GLB, read by an independent parser and posed by glTF's rules, is the reconstructed
+    mesh (FLAME at the face's code); its material carries the photo texture and the detail normal map."""
+    import io
+
+    from apps.gltf_reader import accessor, pose_glb, read_glb
+
+    deca, assets = small_deca
+    faces, truth = known_faces
+    cfg = cfg_factory("reconstruct", "input=unused", "save.gltf=true", "save.obj=false", "save.ply=false",
+                      "save.dense=false", "save.vis=false", "save.vis_original=false", "save.depth=false")
+    with torch.no_grad():
+        out = deca.decode(truth, detail=True)
+    files = write_face(tmp_path, faces[1], deca, assets, truth, out, 1, cfg.save, False)
+    glb = tmp_path / "face1" / "face1.glb"
+    assert str(glb) in files
+    doc, binary = read_glb(glb)
+    index = accessor(doc, binary, doc["meshes"][0]["primitives"][0]["attributes"]["_FLAME_VERTEX"])[:, 0].astype(int)
+    np.testing.assert_allclose(pose_glb(doc, binary), out.vertices[1].numpy()[index], atol=2e-6, rtol=0)
+    material = doc["materials"][0]
+    assert "baseColorTexture" in material["pbrMetallicRoughness"] and "normalTexture" in material
+    for image in doc["images"]:
+        view = doc["bufferViews"][image["bufferView"]]
+        png = Image.open(io.BytesIO(binary[view.get("byteOffset", 0) : view["byteOffset"] + view["byteLength"]]))
+        assert png.size == (deca.renderer.uv.uv_size,) * 2

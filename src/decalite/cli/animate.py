@@ -25,7 +25,7 @@ def main(dict_cfg: DictConfig) -> None:
 
     adopt_or_exit(dict_cfg, dict_cfg.model.checkpoint, "animate", log)  # a trained checkpoint's head and sizes
     cfg = typed_or_exit(dict_cfg, AnimateConfig, log)
-    deca, _ = inference_model(cfg)
+    deca, assets = inference_model(cfg)
     device = next(deca.parameters()).device
     try:
         if cfg.codes:
@@ -43,6 +43,11 @@ def main(dict_cfg: DictConfig) -> None:
     trained = bool(cfg.model.checkpoint) and code.detail is not None
     frames = render_frames(deca, codes, trained_detail=trained)
     files = write_animation(frames, Path(cfg.output) / f"{name}_animation", fps=cfg.fps)
+    if cfg.save.gltf:  # the sweep as the clip of an animatable GLB
+        from decalite.apps.gltf import export_animation_glb
+
+        files.append(export_animation_glb(Path(cfg.output) / f"{name}_animation.glb", deca, assets.uv, codes, cfg.fps,
+                                          trained, assets.model.expression_names))
     log.info("Wrote %d frames to %s", len(frames), ", ".join(str(f) for f in files))
 
 

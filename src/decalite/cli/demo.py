@@ -62,8 +62,14 @@ def reconstruct_and_animate(cfg: DictConfig) -> dict:
     face = summary["reconstructed"][0]
     codes = next(f for f in face["files"] if f.endswith("_codes.npz"))
     code = load_codes(codes).map(lambda t: t.to(next(deca.parameters()).device))
-    frames = render_frames(deca, sweep_codes(code, int(cfg.frames)), trained_detail=trained)
+    sweep = sweep_codes(code, int(cfg.frames))
+    frames = render_frames(deca, sweep, trained_detail=trained)
     files = write_animation(frames, root / "animate" / f"{face['name']}_animation", fps=int(cfg.fps))
+    if cfg.save.gltf:  # the sweep as an animatable GLB (Blender, engines, decalite-view)
+        from decalite.apps.gltf import export_animation_glb
+
+        files.append(export_animation_glb(root / "animate" / f"{face['name']}_animation.glb", deca, assets.uv, sweep,
+                                          int(cfg.fps), trained, assets.model.expression_names))
     summary["animation"] = [str(f) for f in files]
     return summary
 
