@@ -1,6 +1,6 @@
 """Does fitting recover the person's shape? NoW-style neutral-shape error (median scan-to-mesh, mm) on held-out
 synthetic identities, for the mean face, a single-image fit (each image alone) and a multi-image identity fit
-(the images of one person share one shape code): :func:`decalite.fitting.fit_identity`.
+(the images of one person share one shape code): :func:`decalite.apps.fitting.fit_identity`.
 
 Identities are drawn as the synthetic data draws them (:mod:`decalite.synth.sampling`: shape ~ N(0, 1) per
 component, expression ~ N(0, 0.6), yaw +-40, pitch +-20, roll, jaw 0-0.4 rad, face framing); the targets are their
@@ -24,14 +24,14 @@ import numpy as np
 import torch
 from report import DEFAULT_OUT, Report, peak_memory_mb
 
+from decalite.apps.export import NOW_LANDMARKS
+from decalite.apps.fitting import FitConfig, IdentityFitConfig, fit, fit_identity, mean_face_code
 from decalite.cli.schema import compose_typed
 from decalite.config import ReconstructConfig
-from decalite.deca import DECA
 from decalite.evaluation.now import now_distances
 from decalite.evaluation.scores import _scan
-from decalite.export import NOW_LANDMARKS
-from decalite.factory import build_deca
-from decalite.fitting import FitConfig, IdentityFitConfig, fit, fit_identity, mean_face_code
+from decalite.model.deca import DECA
+from decalite.model.factory import build_deca
 from decalite.synth.cameras import face_camera
 from decalite.synth.config import SyntheticConfig
 from decalite.synth.sampling import draw_identity, draw_images, identity_seed

@@ -22,13 +22,13 @@ import skimage.data
 import torch
 from report import DEFAULT_OUT, Report, peak_memory_mb
 
+from decalite.apps.fitting import FitConfig
+from decalite.apps.reconstruct import Face, detect_faces, infer
 from decalite.cli.schema import compose_typed
 from decalite.config import ReconstructConfig
 from decalite.data.detect import make_landmarker
-from decalite.factory import build_deca
-from decalite.fitting import FitConfig
 from decalite.io.inputs import InputItem
-from decalite.reconstruct import Face, detect_faces, infer
+from decalite.model.factory import build_deca
 from decalite.synth.config import SyntheticConfig
 from decalite.synth.generator import generate_identity
 

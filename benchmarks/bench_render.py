@@ -18,8 +18,8 @@ from report import DEFAULT_OUT, Report, peak_memory_mb
 
 from decalite.cli.schema import compose_typed
 from decalite.config import ReconstructConfig
-from decalite.factory import build_flame, load_assets
 from decalite.geometry.lighting import white_light
+from decalite.model.factory import build_flame, load_assets
 from decalite.render.raster_nvdiffrast import is_available as nvdiffrast_available
 from decalite.render.renderer import Renderer
 

@@ -34,11 +34,11 @@ def child(mode: str, steps: int, cache: str) -> None:
         apply_thread_policy(0)
     elif mode != "default":
         torch.set_num_threads(int(mode))
+    from decalite.apps.fitting import FitConfig, mean_face_code
+    from decalite.apps.reconstruct import Face, infer
     from decalite.cli.schema import compose_typed
     from decalite.config import ReconstructConfig
-    from decalite.factory import build_deca
-    from decalite.fitting import FitConfig, mean_face_code
-    from decalite.reconstruct import Face, infer
+    from decalite.model.factory import build_deca
 
     cfg = compose_typed("reconstruct", ["input=x", "model=small", f"paths.cache_dir={cache}", "renderer.backend=torch"],
                         ReconstructConfig)

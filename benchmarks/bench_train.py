@@ -71,8 +71,8 @@ def measure(setting: str, stage: str, device: torch.device, warmup: int, steps: 
     (``groups``: identity groups per step instead of the configured ``data.batch_size``). ``profile_to``: a file
     that gets torch.profiler's table (ops by self device time) of 3 more steps."""
     from decalite.cli.train import stage_config
-    from decalite.factory import build_deca
     from decalite.losses.mrf import load_vgg19_features
+    from decalite.model.factory import build_deca
     from decalite.nets.identity import load_identity_net
     from decalite.training.train import STAGES
 

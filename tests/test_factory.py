@@ -9,7 +9,7 @@ import torch
 
 from decalite.config import FlameConfig, ModelConfig, PathsConfig, RendererConfig
 from decalite.errors import AssetError
-from decalite.factory import build_deca, build_flame, build_renderer, load_assets
+from decalite.model.factory import build_deca, build_flame, build_renderer, load_assets
 from decalite.nets.codes import split_code
 
 

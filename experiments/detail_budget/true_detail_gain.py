@@ -24,8 +24,8 @@ from hydra import compose, initialize_config_dir
 from decalite.cli._hydra import CONF_DIR
 from decalite.cli.train import stage_config
 from decalite.data.datamodule import IdentityGroupDataset, collate_groups
-from decalite.factory import build_deca
 from decalite.losses.detail import resize_to_mask
+from decalite.model.factory import build_deca
 from decalite.training.train import build_stage_module
 
 

@@ -25,8 +25,7 @@ from hydra import compose, initialize_config_dir
 from decalite.cli._hydra import CONF_DIR
 from decalite.data.datamodule import IdentityGroupDataset, collate_groups
 from decalite.evaluation.scores import evaluate_synthetic
-from decalite.factory import build_deca
-
+from decalite.model.factory import build_deca
 
 FACE_RADIUS = 0.09  # metres around the nose tip: the face the NoW-style score crops (plus a margin)
 

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from decalite.config import FlameConfig
-from decalite.factory import load_flame_layer
 from decalite.flame.ict.pack import load_pack, shipped_pack
 from decalite.geometry.mesh import face_normals
+from decalite.model.factory import load_flame_layer
 
 CROP_BOX_PX = 32.0  # a 64 px crop covers twice the landmark box
 FACE_RADIUS_M = 0.09

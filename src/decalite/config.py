@@ -135,6 +135,9 @@ class SaveConfig:
             landmarks over the full photo (``_vis_original.png``, DECA's ``render_orig``). depth: the depth image.
         arkit: ARKit's 52 blendshape weights (``_arkit.json``), on a head whose expressions are ARKit blendshapes
             (the ICT head; skipped on other heads).
+        gltf: an animatable GLB (``<name>.glb``, :mod:`decalite.apps.gltf`): the mesh with UVs, the photo texture
+            and the detail normal map, the expression components and FLAME's pose correctives as morph targets,
+            FLAME's joints as a skin, posed as reconstructed (about 9 MB on the ICT head).
     """
 
     obj: bool
@@ -146,9 +149,10 @@ class SaveConfig:
     vis_original: bool
     depth: bool
     arkit: bool
+    gltf: bool
 
 
-#: The fit's loss weights (the only declaration: :class:`decalite.fitting.FitConfig` and ``decalite-reconstruct``'s
+#: The fit's loss weights (the only declaration: :class:`decalite.apps.fitting.FitConfig` and ``decalite-reconstruct``'s
 #: ``fit_loss`` start from them). Terms and normalisations are DECA's training terms
 #: (:mod:`decalite.losses.objective`), weighted for a per-image fit (the batch-sum regularisers are divided by the
 #: batch size). ``landmark_robust``: Geman-McClure (scale 0.02) for detector outliers, e.g. ``landmark=0

@@ -31,6 +31,30 @@ class FlameOutput:
 
 
 @dataclass
+class Fragments:
+    """One rasterisation of a posed mesh under one camera, and what every render of it shares (pytorch3d's
+    Fragments idea): the albedo render, the grey shape renders and the detail render of the same vertices and
+    camera rasterise once (:meth:`decalite.render.renderer.Renderer.rasterize_mesh`).
+
+    Attributes:
+        rast: (B, H, W, 4) the rasterizer's output (barycentrics u, v, depth, triangle id + 1; 0 = empty), in the
+            rasterizer's bottom-up row layout.
+        vertices_ndc: (B, V, 3) the projected vertices (x, y up, z) in NDC.
+        covered: (B, H, W, 1) 1 where a triangle covers the pixel.
+        pixel_uv: (B, H, W, 2) the UV coordinates seen in each pixel.
+        vertex_normals: (B, V, 3) unit vertex normals of the posed mesh.
+        normals: (B, H, W, 3) interpolated unit normals per pixel (0 outside the mesh).
+    """
+
+    rast: torch.Tensor
+    vertices_ndc: torch.Tensor
+    covered: torch.Tensor
+    pixel_uv: torch.Tensor
+    vertex_normals: torch.Tensor
+    normals: torch.Tensor
+
+
+@dataclass
 class RenderOutput:
     """The result of one :class:`decalite.render.renderer.Renderer` forward pass.
 
@@ -46,8 +70,8 @@ class RenderOutput:
         vertices_ndc: (B, V, 3) projected vertices (x, y up, z) in NDC.
         face_mask: (B, 1, H, W) the UV face-eye mask seen in each pixel (0 outside the mesh): DECA's
             photometric loss compares ``image * face_mask`` with the photo.
-        landmarks2d: (B, L, 2) projected landmarks in image-normalised coordinates ([-1, 1], +y down), or None.
-        landmarks3d_ndc: (B, L, 3) projected landmarks in NDC, or None.
+        fragments: the rasterisation this render used (:class:`Fragments`): pass it to another render of the same
+            vertices and camera (``Renderer.render_shape(..., fragments=out.fragments)``) to skip rasterising again.
         uv_positions: (B, 3, U, U) position map of the posed mesh, or None (only with a displacement).
         uv_normals: (B, 3, U, U) coarse unit normals in UV space, or None (only with a displacement).
         uv_detail_normals: (B, 3, U, U) detail normals in UV space, or None.
@@ -64,8 +88,7 @@ class RenderOutput:
     depth: torch.Tensor
     vertices_ndc: torch.Tensor
     face_mask: torch.Tensor | None = None
-    landmarks2d: torch.Tensor | None = None
-    landmarks3d_ndc: torch.Tensor | None = None
+    fragments: Fragments | None = None
     uv_positions: torch.Tensor | None = None
     uv_normals: torch.Tensor | None = None
     uv_detail_normals: torch.Tensor | None = None
@@ -113,7 +136,7 @@ class FaceCode:
 
 @dataclass
 class DecaOutput:
-    """What :meth:`decalite.deca.DECA.decode` returns for a batch of codes.
+    """What :meth:`decalite.model.deca.DECA.decode` returns for a batch of codes.
 
     Attributes:
         vertices: (B, V, 3) coarse FLAME vertices (model space, metres).

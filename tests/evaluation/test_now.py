@@ -8,6 +8,7 @@ import torch
 import trimesh
 from scipy.spatial.transform import Rotation
 
+from decalite.apps.export import NOW_LANDMARKS as EXPORT_NOW_LANDMARKS
 from decalite.evaluation.now import (
     NOW_LANDMARKS,
     apply_similarity,
@@ -18,7 +19,6 @@ from decalite.evaluation.now import (
     refine_alignment,
     similarity_from_landmarks,
 )
-from decalite.export import NOW_LANDMARKS as EXPORT_NOW_LANDMARKS
 from decalite.geometry.distance import point_to_mesh
 
 

@@ -263,7 +263,7 @@ def test_shape_render_of_a_three_sigma_expression_has_no_dark_crease(head, layer
 
     def crease_pixels(vertices: torch.Tensor) -> int:
         vertices = vertices.float()
-        image = renderer.render_shape(vertices, cam)[0].mean(0).numpy()
+        image = renderer.render_shape(vertices, cam).coarse[0].mean(0).numpy()
         covered = (renderer.rasterize(orthographic_project(vertices, cam))[0, ..., 3] > 0).numpy()
         count = 0
         for a, c in ((image, covered), (image.T, covered.T)):

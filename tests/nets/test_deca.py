@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from decalite.deca import DECA
 from decalite.flame.albedo import AlbedoModel
 from decalite.flame.generated import generate_head
 from decalite.flame.layer import FlameLayer
+from decalite.model.deca import DECA
 from decalite.nets.codes import CodeSizes
 from decalite.render.renderer import Renderer
 

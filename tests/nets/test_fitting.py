@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from decalite.deca import DECA
-from decalite.fitting import FitConfig, fit, mean_face_code
+from decalite.apps.fitting import FitConfig, fit, mean_face_code
 from decalite.flame.albedo import AlbedoModel
 from decalite.flame.generated import generate_head
 from decalite.flame.layer import FlameLayer
+from decalite.model.deca import DECA
 from decalite.nets.codes import CodeSizes
 from decalite.render.renderer import Renderer
 from decalite.types import FaceCode
@@ -58,9 +58,9 @@ def test_fitting_with_the_photometric_term_reduces_the_image_error():
 
 def test_the_command_line_fit_weights_are_the_library_defaults():
     """decalite-reconstruct's fit_loss starts from DEFAULT_FIT_TERMS (declared once) and takes overrides."""
+    from decalite.apps.fitting import DEFAULT_FIT_TERMS, FitConfig
     from decalite.cli.schema import compose_typed
     from decalite.config import ReconstructConfig
-    from decalite.fitting import DEFAULT_FIT_TERMS, FitConfig
 
     cfg = compose_typed("reconstruct", ["input=x.jpg"], ReconstructConfig)
     assert cfg.fit_loss.terms == DEFAULT_FIT_TERMS == FitConfig().terms
@@ -73,10 +73,10 @@ def test_identity_fit_recovers_shape_better_than_the_mean_face():
     is well below the mean face's."""
     import numpy as np
 
+    from decalite.apps.export import NOW_LANDMARKS
+    from decalite.apps.fitting import IdentityFitConfig, fit_identity
     from decalite.evaluation.now import now_distances
     from decalite.evaluation.scores import _scan
-    from decalite.export import NOW_LANDMARKS
-    from decalite.fitting import IdentityFitConfig, fit_identity
 
     torch.manual_seed(0)
     deca, _ = _setup()

@@ -10,13 +10,13 @@ import torch
 from decalite.cli.schema import compose_typed
 from decalite.config import ReconstructConfig
 from decalite.errors import AssetError
-from decalite.factory import build_deca
 from decalite.flame.albedo import AlbedoModel
 from decalite.flame.assets import load_fixed_displacement
 from decalite.flame.generated import generate_head
 from decalite.flame.layer import FlameLayer
 from decalite.flame.model_data import AlbedoData
 from decalite.geometry.mesh import is_closed
+from decalite.model.factory import build_deca
 from decalite.render.renderer import Renderer
 from decalite.types import UVLayout
 

@@ -7,6 +7,7 @@ import torch
 
 from decalite.flame.generated import generate_head
 from decalite.flame.layer import FlameLayer
+from decalite.geometry.camera import ndc_to_image_normalized, orthographic_project
 from decalite.geometry.lighting import SH_CONSTANTS, white_light
 from decalite.render.renderer import Renderer
 
@@ -41,9 +42,9 @@ def test_uniform_albedo_under_white_light_renders_the_albedo(setup):
 def test_image_is_upright_and_landmarks_land_on_their_features(setup):
     head, layer, renderer, albedo = setup
     out = layer()
-    r = renderer(out.vertices, _cam(), albedo, landmarks=out.landmarks3d)
+    r = renderer(out.vertices, _cam(), albedo)
     rows = torch.nonzero(r.alpha[0, 0].sum(1) > 0).squeeze(1)
-    lmk = r.landmarks2d[0]  # image-normalised, +y down
+    lmk = ndc_to_image_normalized(orthographic_project(out.landmarks3d, _cam())[..., :2])[0]  # +y down
     assert lmk[8, 1] > lmk[30, 1] > lmk[27, 1]  # chin below nose tip below nose root
     # The crown (max y in the model) is in the top rows; the chin landmark lies inside the silhouette.
     assert rows.min() < SIZE * 0.15
@@ -84,7 +85,31 @@ def test_detail_path_zero_displacement_matches_coarse_and_bumps_change_shading(s
 def test_shape_render_and_float64(setup):
     head, layer, renderer, _ = setup
     out = layer.double()(batch_size=1)
-    img = renderer.render_shape(out.vertices, _cam().double())
+    img = renderer.render_shape(out.vertices, _cam().double()).coarse
     assert img.dtype == torch.float64 and img.shape == (1, 3, SIZE, SIZE)
     assert img.max() <= 1.0 and img[0, 0][img[0, 0] > 0].std() > 0.02  # shaded, not flat
     layer.float()
+
+
+def test_one_rasterisation_serves_every_render_of_a_mesh(setup):
+    """Renders that reuse a rasterisation (out.fragments) equal those that rasterise again, and do not rasterise."""
+    head, layer, renderer, _ = setup
+    out = layer(batch_size=1)
+    cam = _cam()
+    u = renderer.face_eye_mask.shape[-1]
+    disp = 1e-3 * torch.sin(torch.linspace(0, 20, u))[None, None, :, None].expand(1, 1, -1, u)
+    first = renderer(out.vertices, cam, displacement=disp)
+    calls = []
+    rasterize = renderer.rasterizer.rasterize
+    renderer.rasterizer.rasterize = lambda *a, **k: calls.append(1) or rasterize(*a, **k)
+    try:
+        again = renderer.render_shape(out.vertices, cam, displacement=disp)
+        reused = renderer.render_shape(out.vertices, cam, displacement=disp, fragments=first.fragments)
+    finally:
+        renderer.rasterizer.rasterize = rasterize
+    assert len(calls) == 1  # only the render without fragments rasterised
+    torch.testing.assert_close(reused.coarse, again.coarse, rtol=0, atol=0)
+    torch.testing.assert_close(reused.detailed, again.detailed, rtol=0, atol=0)
+    assert (reused.detailed - reused.coarse).abs().max() > 0.01 and reused.best is reused.detailed
+    with pytest.raises(ValueError, match="fragments"):
+        renderer.render_shape(out.vertices[:, :-1], cam, fragments=first.fragments)

@@ -44,8 +44,8 @@ def test_true_codes_of_a_batch_rebuild_its_images_landmarks(tmp_path):
     the image on the skin."""
     from decalite.config import FlameConfig, RendererConfig
     from decalite.data.truth import true_code
-    from decalite.factory import build_flame, build_renderer, load_assets
     from decalite.geometry.camera import ndc_to_image_normalized
+    from decalite.model.factory import build_flame, build_renderer, load_assets
     from decalite.training.base import flatten_groups
 
     cfg = SyntheticConfig(identities=2, images_per_identity=3, size=96, render_size=96, uv_size=64,

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from decalite.apps.reconstruct import Face
 from decalite.cli.schema import compose_typed
 from decalite.config import ReconstructConfig
-from decalite.factory import build_deca
-from decalite.reconstruct import Face
+from decalite.model.factory import build_deca
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +34,7 @@ def small_deca(cfg_factory):
 def known_faces(small_deca):
     """Two faces rendered from known codes, as reconstruct's Face records (crop + pixel landmarks)."""
     deca, _ = small_deca
-    from decalite.fitting import mean_face_code
+    from decalite.apps.fitting import mean_face_code
 
     code = mean_face_code(deca, torch.zeros(2, 68, 2))
     g = torch.Generator().manual_seed(7)

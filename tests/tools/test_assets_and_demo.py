@@ -17,10 +17,10 @@ from hydra import compose, initialize_config_dir
 from decalite.cli._hydra import CONF_DIR
 from decalite.config import FlameConfig
 from decalite.errors import AssetError
-from decalite.factory import load_assets, load_flame_layer
 from decalite.flame.assets import load_flame_assets
 from decalite.flame.default import resolve_flame_dir
 from decalite.flame.generated import generate_head, write_generated_head
+from decalite.model.factory import load_assets, load_flame_layer
 
 
 def _digests(folder: Path) -> dict[str, str]:

@@ -9,9 +9,9 @@ import torch
 import trimesh
 from PIL import Image
 
-from decalite.animate import render_frames, sweep_codes, transfer_codes, write_animation
-from decalite.fitting import DEFAULT_FIT_TERMS, FitConfig
-from decalite.reconstruct import infer, write_face
+from decalite.apps.animate import render_frames, sweep_codes, transfer_codes, write_animation
+from decalite.apps.fitting import DEFAULT_FIT_TERMS, FitConfig
+from decalite.apps.reconstruct import infer, write_face
 
 
 def test_fit_from_the_mean_face_reduces_the_landmark_error(small_deca, known_faces):
@@ -147,9 +147,9 @@ def _pasted_face(faces, scale: float, offset: tuple[int, int], canvas_hw: tuple[
 def test_outputs_in_the_photo_frame(small_deca, known_faces, cfg_factory, tmp_path):
     """_lmk2d_image.txt maps back to the crop frame through crop_matrix, lands on the known landmarks of a face
     pasted into a larger photo, and _vis_original.png is the photo, changed only around the face."""
+    from decalite.apps.reconstruct import detect_faces
     from decalite.geometry.camera import normalised_to_pixels
     from decalite.io.inputs import InputItem
-    from decalite.reconstruct import detect_faces
 
     deca, assets = small_deca
     faces, _ = known_faces
@@ -188,11 +188,38 @@ def test_outputs_in_the_photo_frame(small_deca, known_faces, cfg_factory, tmp_pa
 
 def test_precropped_input_gets_the_resize_matrix(small_deca, tmp_path):
     """landmarks=none: the whole image is the crop, its matrix the resize, and the photo-frame landmarks scale."""
+    from decalite.apps.reconstruct import detect_faces, photo_landmarks
     from decalite.io.inputs import InputItem
-    from decalite.reconstruct import detect_faces, photo_landmarks
 
     deca, _ = small_deca
     image = np.zeros((300, 450, 3), np.uint8)
     (face,) = detect_faces(InputItem(path=tmp_path / "x.png", name="x"), image, None, False, size=224)
     assert np.allclose(face.crop_matrix, [[224 / 450, 0, 0], [0, 224 / 300, 0]])
     assert np.allclose(photo_landmarks(face, np.array([[-1.0, -1.0]])), [[-0.5 * 450 / 224, -0.5 * 300 / 224]])
+
+
+def test_a_reconstruction_exports_a_glb_that_poses_to_its_flame_mesh(small_deca, known_faces, cfg_factory, tmp_path):
+    """save.gltf: the face's GLB, read by an independent parser and posed by glTF's rules, is the reconstructed
+    mesh (FLAME at the face's code); its material carries the photo texture and the detail normal map."""
+    import io
+
+    from apps.gltf_reader import accessor, pose_glb, read_glb
+
+    deca, assets = small_deca
+    faces, truth = known_faces
+    cfg = cfg_factory("reconstruct", "input=unused", "save.gltf=true", "save.obj=false", "save.ply=false",
+                      "save.dense=false", "save.vis=false", "save.vis_original=false", "save.depth=false")
+    with torch.no_grad():
+        out = deca.decode(truth, detail=True)
+    files = write_face(tmp_path, faces[1], deca, assets, truth, out, 1, cfg.save, False)
+    glb = tmp_path / "face1" / "face1.glb"
+    assert str(glb) in files
+    doc, binary = read_glb(glb)
+    index = accessor(doc, binary, doc["meshes"][0]["primitives"][0]["attributes"]["_FLAME_VERTEX"])[:, 0].astype(int)
+    np.testing.assert_allclose(pose_glb(doc, binary), out.vertices[1].numpy()[index], atol=2e-6, rtol=0)
+    material = doc["materials"][0]
+    assert "baseColorTexture" in material["pbrMetallicRoughness"] and "normalTexture" in material
+    for image in doc["images"]:
+        view = doc["bufferViews"][image["bufferView"]]
+        png = Image.open(io.BytesIO(binary[view.get("byteOffset", 0) : view["byteOffset"] + view["byteLength"]]))
+        assert png.size == (deca.renderer.uv.uv_size,) * 2

@@ -150,10 +150,10 @@ def test_fit_predictors_are_scored_beside_the_encoder(workspace):
     one shape per person and, on exact landmarks, lands nearer them than the mean face it starts from."""
     import itertools
 
+    from decalite.apps.fitting import FitConfig, IdentityFitConfig
     from decalite.data.datamodule import IdentityGroupDataset, collate_groups
     from decalite.evaluation.scores import evaluate_synthetic, fit_predictor, identity_fit_predictor
-    from decalite.factory import build_deca
-    from decalite.fitting import FitConfig, IdentityFitConfig
+    from decalite.model.factory import build_deca
     from decalite.nets.checkpoints import load_weights
 
     tmp, coarse, _ = workspace

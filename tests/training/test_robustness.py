@@ -171,7 +171,7 @@ def test_planted_nan_loss_skips_the_step_and_never_reaches_the_weights(ws, monke
 def test_each_stage_gives_gradients_to_exactly_its_networks(ws):
     """DDP fails on parameters without gradients (the detail networks in the coarse stage), and a DECA trained
     coarse then detail in one process must get its detail networks back."""
-    from decalite.factory import build_deca
+    from decalite.model.factory import build_deca
 
     cfg = _cfg(ws, "flags")
     built = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)
@@ -192,7 +192,7 @@ def test_channels_last_converts_every_image_network_and_keeps_the_losses(ws):
     """With a CUDA trainer, setup puts the encoders and pretrained networks in channels_last (StageModule.
     use_channels_last); here, on the CPU, the same conversion: every 4-D weight is NHWC afterwards and the step's
     losses are unchanged; with a CPU trainer nothing changes."""
-    from decalite.factory import build_deca
+    from decalite.model.factory import build_deca
 
     cfg = _cfg(ws, "nhwc")
     built = build_deca(cfg.flame, cfg.model, cfg.renderer, cfg.paths)

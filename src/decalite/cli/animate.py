@@ -13,19 +13,19 @@ from decalite.cli._hydra import CONF_PATH
 from decalite.cli.schema import AnimateConfig, inference_model, typed_or_exit
 from decalite.cli.trained import adopt_or_exit
 
-log = logging.getLogger("decalite.animate")
+log = logging.getLogger("decalite.apps.animate")
 
 
 @hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="animate")
 def main(dict_cfg: DictConfig) -> None:
-    from decalite.animate import render_frames, sweep_codes, write_animation
+    from decalite.apps.animate import render_frames, sweep_codes, write_animation
+    from decalite.apps.reconstruct import codes_for_input, landmarker_for
     from decalite.io.codes import load_codes
     from decalite.io.images import InputError
-    from decalite.reconstruct import codes_for_input, landmarker_for
 
     adopt_or_exit(dict_cfg, dict_cfg.model.checkpoint, "animate", log)  # a trained checkpoint's head and sizes
     cfg = typed_or_exit(dict_cfg, AnimateConfig, log)
-    deca, _ = inference_model(cfg)
+    deca, assets = inference_model(cfg)
     device = next(deca.parameters()).device
     try:
         if cfg.codes:
@@ -43,6 +43,11 @@ def main(dict_cfg: DictConfig) -> None:
     trained = bool(cfg.model.checkpoint) and code.detail is not None
     frames = render_frames(deca, codes, trained_detail=trained)
     files = write_animation(frames, Path(cfg.output) / f"{name}_animation", fps=cfg.fps)
+    if cfg.save.gltf:  # the sweep as the clip of an animatable GLB
+        from decalite.apps.gltf import export_animation_glb
+
+        files.append(export_animation_glb(Path(cfg.output) / f"{name}_animation.glb", deca, assets.uv, codes, cfg.fps,
+                                          trained, assets.model.expression_names))
     log.info("Wrote %d frames to %s", len(frames), ", ".join(str(f) for f in files))
 
 

@@ -1,5 +1,5 @@
 """``make demo`` / ``decalite-demo output=DIR``: the showcase part of the main job on the embedded default (``make
-demo`` trains and scores first): the configured head's showcase (:mod:`decalite.showcase`; the ICT head unless
+demo`` trains and scores first): the configured head's showcase (:mod:`decalite.apps.showcase`; the ICT head unless
 ``flame.dir`` is set) into ``DIR/head``, then the astronaut photo reconstructed (with ``model.checkpoint=`` when given)
 and animated.
 """
@@ -20,9 +20,9 @@ log = logging.getLogger("decalite.demo")
 
 
 def run(cfg: DictConfig) -> dict:
-    """The head's showcase into ``<output>/head`` (:func:`decalite.showcase.head_showcase`)."""
-    from decalite.factory import resolve_device
-    from decalite.showcase import head_showcase
+    """The head's showcase into ``<output>/head`` (:func:`decalite.apps.showcase.head_showcase`)."""
+    from decalite.apps.showcase import head_showcase
+    from decalite.model.factory import resolve_device
 
     cfg.device = str(resolve_device(cfg.device))
     return head_showcase(cfg.flame, cfg.renderer, cfg.paths.cache_dir, Path(cfg.output) / "head", cfg.device)
@@ -35,11 +35,11 @@ def reconstruct_and_animate(cfg: DictConfig) -> dict:
     import skimage.data
     from PIL import Image
 
-    from decalite.animate import render_frames, sweep_codes, write_animation
+    from decalite.apps.animate import render_frames, sweep_codes, write_animation
+    from decalite.apps.reconstruct import landmarker_for
+    from decalite.apps.reconstruct import run as reconstruct
     from decalite.cli.schema import inference_model
     from decalite.io.codes import load_codes
-    from decalite.reconstruct import landmarker_for
-    from decalite.reconstruct import run as reconstruct
 
     root = Path(cfg.output)
     cfg = copy.deepcopy(cfg)  # the reconstruction's input, output and adopted settings stay in this copy
@@ -62,8 +62,14 @@ def reconstruct_and_animate(cfg: DictConfig) -> dict:
     face = summary["reconstructed"][0]
     codes = next(f for f in face["files"] if f.endswith("_codes.npz"))
     code = load_codes(codes).map(lambda t: t.to(next(deca.parameters()).device))
-    frames = render_frames(deca, sweep_codes(code, int(cfg.frames)), trained_detail=trained)
+    sweep = sweep_codes(code, int(cfg.frames))
+    frames = render_frames(deca, sweep, trained_detail=trained)
     files = write_animation(frames, root / "animate" / f"{face['name']}_animation", fps=int(cfg.fps))
+    if cfg.save.gltf:  # the sweep as an animatable GLB (Blender, engines, decalite-view)
+        from decalite.apps.gltf import export_animation_glb
+
+        files.append(export_animation_glb(root / "animate" / f"{face['name']}_animation.glb", deca, assets.uv, sweep,
+                                          int(cfg.fps), trained, assets.model.expression_names))
     summary["animation"] = [str(f) for f in files]
     return summary
 

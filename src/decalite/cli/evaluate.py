@@ -80,7 +80,7 @@ def run(cfg: DictConfig) -> dict[str, dict]:
     from decalite.cli.train import ensure_synthetic_data, stage_config
     from decalite.evaluation.heldout import heldout_batches, write_heldout
     from decalite.evaluation.scores import evaluate_synthetic, truth_predictor
-    from decalite.factory import build_deca
+    from decalite.model.factory import build_deca
     from decalite.nets.checkpoints import load_weights
     from decalite.training.coarse import set_prior_bias
 
@@ -136,7 +136,7 @@ def run_synthetic(cfg: DictConfig) -> dict[str, dict]:
     from decalite.cli.train import ensure_synthetic_data
     from decalite.evaluation.heldout import heldout_batches
     from decalite.evaluation.method_benchmark import run_synthetic_benchmark
-    from decalite.factory import build_deca
+    from decalite.model.factory import build_deca
     from decalite.nets.checkpoints import load_weights
 
     if cfg.get("threads"):

@@ -17,13 +17,13 @@ from decalite.cli.schema import inference_model, typed_or_exit
 from decalite.cli.trained import adopt_or_exit
 from decalite.config import ReconstructConfig
 
-log = logging.getLogger("decalite.reconstruct")
+log = logging.getLogger("decalite.apps.reconstruct")
 
 
 @hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="reconstruct")
 def main(dict_cfg: DictConfig) -> None:
+    from decalite.apps.reconstruct import landmarker_for, run
     from decalite.io.images import InputError
-    from decalite.reconstruct import landmarker_for, run
 
     adopt_or_exit(dict_cfg, dict_cfg.model.checkpoint, "reconstruct", log)  # a trained checkpoint's head and sizes
     cfg = typed_or_exit(dict_cfg, ReconstructConfig, log)

@@ -174,7 +174,7 @@ def typed_or_exit(cfg: DictConfig, schema: type[T], log: logging.Logger) -> T:
 def inference_model(cfg):
     """(DECA, FlameAssets) built from a tool's config groups, placed on ``cfg.device`` in eval mode; sets torch's
     CPU threads first (``cfg.threads``, :func:`decalite.threads.apply_thread_policy`)."""
-    from decalite.factory import build_deca, resolve_device
+    from decalite.model.factory import build_deca, resolve_device
     from decalite.threads import apply_thread_policy
 
     apply_thread_policy(cfg.get("threads") if isinstance(cfg, DictConfig) else getattr(cfg, "threads", None))

@@ -65,7 +65,7 @@ def ensure_synthetic_data(cfg: DictConfig) -> None:
 
 def run(cfg: DictConfig):
     """Train one stage; returns the :class:`~decalite.training.train.TrainResult`."""
-    from decalite.factory import build_deca
+    from decalite.model.factory import build_deca
     from decalite.training.train import build_stage_module, train
 
     stage = stage_config(cfg)  # before any work: the config is complete

@@ -18,14 +18,14 @@ log = logging.getLogger("decalite.transfer")
 
 @hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="transfer")
 def main(dict_cfg: DictConfig) -> None:
-    from decalite.animate import render_frames, transfer_codes, write_animation
+    from decalite.apps.animate import render_frames, transfer_codes, write_animation
+    from decalite.apps.reconstruct import codes_for_input, landmarker_for
     from decalite.io.codes import save_codes
     from decalite.io.images import InputError
-    from decalite.reconstruct import codes_for_input, landmarker_for
 
     adopt_or_exit(dict_cfg, dict_cfg.model.checkpoint, "transfer", log)  # a trained checkpoint's head and sizes
     cfg = typed_or_exit(dict_cfg, TransferConfig, log)
-    deca, _ = inference_model(cfg)
+    deca, assets = inference_model(cfg)
     landmarker = landmarker_for(cfg.landmarks)
     try:
         source, src_names, _ = codes_for_input(deca, landmarker, cfg.source, cfg)
@@ -40,6 +40,11 @@ def main(dict_cfg: DictConfig) -> None:
     stem = out / f"{src_names[0]}_driven_by_{Path(cfg.driver).stem}"
     files = write_animation(frames, stem, fps=cfg.fps)
     save_codes(stem.with_name(stem.name + "_codes.npz"), codes)
+    if cfg.save.gltf:  # the source's head driven by the driver's frames, as an animatable GLB's clip
+        from decalite.apps.gltf import export_animation_glb
+
+        files.append(export_animation_glb(stem.with_suffix(".glb"), deca, assets.uv, codes, cfg.fps, trained,
+                                          assets.model.expression_names))
     log.info("Wrote %d frames to %s", len(frames), ", ".join(str(f) for f in files))
     for f in failures:
         log.warning("  skipped driver frame %s: %s", f["file"], f["reason"])

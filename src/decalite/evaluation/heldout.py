@@ -35,7 +35,7 @@ def write_heldout(deca, batch: dict, folder: Path) -> None:
     true detailed shape)."""
     from torchvision.utils import make_grid, save_image
 
-    from decalite.export import write_mesh
+    from decalite.apps.export import write_mesh
 
     folder.mkdir(parents=True, exist_ok=True)
     images = batch["images"][0]  # (1, K, 3, S, S) -> (K, 3, S, S)
@@ -48,12 +48,13 @@ def write_heldout(deca, batch: dict, folder: Path) -> None:
     write_mesh(folder / f"{name}_neutral_pred.ply", deca.flame(shape=code.shape[:1]).vertices[0].numpy(), faces)
     true_shape = batch["shape"][0, :1, : deca.flame.n_shape]
     write_mesh(folder / f"{name}_neutral_true.ply", deca.flame(shape=true_shape).vertices[0].numpy(), faces)
-    shade = deca.renderer.render_shape
-    columns = [images, out.render.image.clamp(0, 1), shade(out.vertices, code.cam, background=images),
-               shade(out.vertices, code.cam, displacement=out.displacement, background=images)]
+    shade, fragments = deca.renderer.render_shape, out.render.fragments  # one rasterisation for every column
+    shapes = shade(out.vertices, code.cam, displacement=out.displacement, background=images, fragments=fragments)
+    columns = [images, out.render.image.clamp(0, 1), shapes.coarse, shapes.detailed]
     if "disp" in batch:
         true = batch["disp"][0]
         true = torch.nn.functional.interpolate(true, size=out.displacement.shape[-2:], mode="bilinear")
-        columns.append(shade(out.vertices, code.cam, displacement=true, background=images))
+        columns.append(shade(out.vertices, code.cam, displacement=true, background=images,
+                             fragments=fragments).detailed)
     grid = make_grid(torch.stack(columns, 1).flatten(0, 1), nrow=len(columns), padding=2, pad_value=1.0)
     save_image(grid, folder / f"{name}_grid.png")

@@ -10,13 +10,13 @@ cumulative error curve of the neutral-shape distances.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from decalite.deca import DECA
+from decalite.apps.fitting import DEFAULT_FIT_TERMS, FitConfig, IdentityFitConfig
 from decalite.evaluation.now_benchmark import NowConfigError, cumulative_error_curve, write_curve_png
 from decalite.evaluation.scores import (
     Predictor,
@@ -26,7 +26,7 @@ from decalite.evaluation.scores import (
     fit_predictor,
     identity_fit_predictor,
 )
-from decalite.fitting import DEFAULT_FIT_TERMS, FitConfig, IdentityFitConfig
+from decalite.model.deca import DECA
 
 
 class BenchmarkConfigError(NowConfigError):

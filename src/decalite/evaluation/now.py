@@ -6,7 +6,7 @@ to minimise the scan-to-mesh distance), and the error is the distance from every
 point of the aligned predicted surface. Errors of all images are concatenated and summarised by median, mean and
 standard deviation (in the scan's unit, mm for NoW).
 
-The 7 landmarks are, in order, the iBUG-68 points ``decalite.export.NOW_LANDMARKS`` = (36, 39, 42, 45, 33, 48, 54):
+The 7 landmarks are, in order, the iBUG-68 points ``decalite.apps.export.NOW_LANDMARKS`` = (36, 39, 42, 45, 33, 48, 54):
 eye corners (outer, inner, inner, outer), nose bottom, mouth corners. Functions that take ``landmarks7`` also
 accept the full (68, 3) landmarks and select those 7.
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from decalite.export import NOW_LANDMARKS, now_landmarks
+from decalite.apps.export import NOW_LANDMARKS, now_landmarks
 from decalite.geometry.distance import point_to_mesh
 
 __all__ = [

@@ -36,14 +36,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from decalite.apps.export import NOW_LANDMARKS
+from decalite.apps.fitting import FitConfig, IdentityFitConfig, fit, fit_identity, mean_face_code
 from decalite.data.swaps import within_group_permutation
 from decalite.data.truth import true_code
-from decalite.deca import DECA
 from decalite.evaluation.now import now_distances
-from decalite.export import NOW_LANDMARKS
-from decalite.fitting import FitConfig, IdentityFitConfig, fit, fit_identity, mean_face_code
 from decalite.losses.detail import displacement_error, resize_to_mask
 from decalite.losses.landmark import normalised_landmark_error
+from decalite.model.deca import DECA
 from decalite.types import FaceCode
 
 #: Surface samples of each true neutral head (the synthetic "scan").
@@ -101,7 +101,7 @@ def truth_predictor(deca: DECA) -> Predictor:
 
 
 def fit_predictor(deca: DECA, cfg: FitConfig | None = None, from_encoder: bool = True) -> Predictor:
-    """The per-image fit (:func:`decalite.fitting.fit`), started from the encoder's codes or from the mean face."""
+    """The per-image fit (:func:`decalite.apps.fitting.fit`), started from the encoder's codes or from the mean face."""
 
     def predict(images, landmarks, masks, groups, k, truth):
         init = deca.encode(images, detail=True) if from_encoder else None
@@ -112,7 +112,7 @@ def fit_predictor(deca: DECA, cfg: FitConfig | None = None, from_encoder: bool =
 
 
 def identity_fit_predictor(deca: DECA, cfg: IdentityFitConfig | None = None, from_encoder: bool = True) -> Predictor:
-    """The joint fit of each identity group (:func:`decalite.fitting.fit_identity`: one shape per person)."""
+    """The joint fit of each identity group (:func:`decalite.apps.fitting.fit_identity`: one shape per person)."""
 
     def predict(images, landmarks, masks, groups, k, truth):
         init = deca.encode(images, detail=True) if from_encoder else None

@@ -1,7 +1,7 @@
 """The FLAME head model: pure LBS functions, the FlameLayer module, safe asset loading and the generated head.
 
-Build a layer from the flame config group with :func:`decalite.factory.build_flame` (or
-:func:`decalite.factory.load_flame_layer`).
+Build a layer from the flame config group with :func:`decalite.model.factory.build_flame` (or
+:func:`decalite.model.factory.load_flame_layer`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """The Renderer module: FLAME output + orthographic camera + albedo + SH light -> images, masks, normals, depth,
-projected landmarks, and (with a displacement map) UV-space detail normals and the detail-shaded image.
+and (with a displacement map) UV-space detail normals and the detail-shaded image.
+
+A mesh is rasterised once per vertices and camera (:meth:`Renderer.rasterize_mesh` -> :class:`~decalite.types.
+Fragments`); every render of it (albedo, grey shape, details) can reuse that rasterisation.
 
 Everything after rasterization is shared by both rasterizer backends. Camera and y-flip conventions live in
 :mod:`decalite.geometry.camera`; images come out (B, C, H, W) with row 0 at the top.
@@ -7,16 +10,14 @@ Everything after rasterization is shared by both rasterizer backends. Camera and
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decalite.geometry.camera import (
-    ndc_to_image_normalized,
-    orthographic_project,
-    to_clip,
-)
+from decalite.geometry.camera import orthographic_project, to_clip
 from decalite.geometry.lighting import SH_CONSTANTS, sh_shading, white_light
 from decalite.geometry.mesh import is_closed, vertex_normals
 from decalite.geometry.uv import detail_normals, displace
@@ -30,9 +31,23 @@ from decalite.render.stages import (
     to_image_layout,
 )
 from decalite.render.uv_space import UVSpace
-from decalite.types import RenderOutput, UVLayout
+from decalite.types import Fragments, RenderOutput, UVLayout
 
 GREY_ALBEDO = 0.7
+
+
+class ShapeImages(NamedTuple):
+    """Grey shape renders (:meth:`Renderer.render_shape`): coarse (B, 3, H, W); detailed (B, 3, H, W), None
+    without a displacement; the rasterisation they used."""
+
+    coarse: torch.Tensor
+    detailed: torch.Tensor | None
+    fragments: Fragments
+
+    @property
+    def best(self) -> torch.Tensor:
+        """The detailed render when there is one, else the coarse one."""
+        return self.coarse if self.detailed is None else self.detailed
 
 
 def shape_light(batch: int, dtype: torch.dtype = torch.float32, device: torch.device | None = None) -> torch.Tensor:
@@ -112,6 +127,18 @@ class Renderer(nn.Module):
         size = (self.image_size, self.image_size)
         return self.rasterizer.rasterize(to_clip(vertices_ndc), self.faces, size, cull_backfaces=self.cull_backfaces)
 
+    def rasterize_mesh(self, vertices: torch.Tensor, cam: torch.Tensor) -> Fragments:
+        """Rasterise posed vertices (B, V, 3) under the orthographic camera (B, 3): what every render of them
+        shares (:class:`~decalite.types.Fragments`)."""
+        dtype = vertices.dtype
+        ndc = orthographic_project(vertices, cam)  # (B, V, 3)
+        rast = self.rasterize(ndc).to(dtype)  # nvdiffrast always answers in float32
+        covered = (rast[..., 3:4] > 0).to(dtype)  # (B, H, W, 1)
+        normals_v = vertex_normals(vertices, self.faces)  # (B, V, 3)
+        normals = F.normalize(interpolate(normals_v, rast, self.faces), dim=-1) * covered  # (B, H, W, 3)
+        return Fragments(rast=rast, vertices_ndc=ndc, covered=covered, pixel_uv=self.uv.pixel_uvs(rast),
+                         vertex_normals=normals_v, normals=normals)
+
     @full_precision
     def forward(
         self,
@@ -120,9 +147,9 @@ class Renderer(nn.Module):
         albedo: torch.Tensor | None = None,
         light: torch.Tensor | None = None,
         background: torch.Tensor | float | None = None,
-        landmarks: torch.Tensor | None = None,
         displacement: torch.Tensor | None = None,
         detach_coarse: bool | None = None,
+        fragments: Fragments | None = None,
     ) -> RenderOutput:
         """Render.
 
@@ -132,18 +159,20 @@ class Renderer(nn.Module):
             albedo: (B, 3, U', U') UV albedo in [0, 1]; None gives a uniform grey.
             light: (B, 9, 3) SH coefficients; None gives white light of intensity 1.
             background: (B, 3, H, W) image, a constant, or None (black).
-            landmarks: (B, L, 3) 3D landmarks to project, or None.
             displacement: (B, 1, U, U) predicted UV displacement map (metres along the normal), or None. It is
                 masked by the face-eye mask; the fixed displacement is added unmasked.
             detach_coarse: detach the coarse UV maps in the detail path (default: ``detach_coarse_detail``).
+            fragments: the rasterisation of these vertices under this camera (a previous render's
+                ``out.fragments``, or :meth:`rasterize_mesh`); None rasterises.
         """
         bsz, dtype = vertices.shape[0], vertices.dtype
-        ndc = orthographic_project(vertices, cam)  # (B, V, 3)
-        rast = self.rasterize(ndc).to(dtype)  # nvdiffrast always answers in float32
-        covered = (rast[..., 3:4] > 0).to(dtype)  # (B, H, W, 1)
-        normals_v = vertex_normals(vertices, self.faces)  # (B, V, 3)
-        normals = F.normalize(interpolate(normals_v, rast, self.faces), dim=-1) * covered  # (B, H, W, 3)
-        pixel_uv = self.uv.pixel_uvs(rast)  # (B, H, W, 2)
+        if fragments is None:
+            fragments = self.rasterize_mesh(vertices, cam)
+        elif fragments.vertices_ndc.shape != vertices.shape:
+            raise ValueError(f"fragments of {tuple(fragments.vertices_ndc.shape)} vertices given for "
+                             f"{tuple(vertices.shape)}: pass the rasterisation of these vertices")
+        rast, ndc, covered = fragments.rast, fragments.vertices_ndc, fragments.covered
+        normals_v, normals, pixel_uv = fragments.vertex_normals, fragments.normals, fragments.pixel_uv
         if albedo is None:
             albedo_px = torch.full_like(normals, GREY_ALBEDO)
         else:
@@ -166,11 +195,8 @@ class Renderer(nn.Module):
             depth=to_image_layout(depth),
             vertices_ndc=ndc,
             face_mask=to_image_layout(face_mask),
+            fragments=fragments,
         )
-        if landmarks is not None:
-            lmk_ndc = orthographic_project(landmarks, cam)
-            out.landmarks3d_ndc = lmk_ndc
-            out.landmarks2d = ndc_to_image_normalized(lmk_ndc[..., :2])
         if displacement is not None:
             uv_positions, uv_normals, uv_detail = self.uv_detail_normals(vertices, displacement, normals_v,
                                                                          detach_coarse)
@@ -240,9 +266,11 @@ class Renderer(nn.Module):
         cam: torch.Tensor,
         displacement: torch.Tensor | None = None,
         background: torch.Tensor | float | None = None,
-    ) -> torch.Tensor:
-        """A grey shaded render of the geometry (B, 3, H, W), with details when a displacement is given."""
+        fragments: Fragments | None = None,
+    ) -> ShapeImages:
+        """Grey shaded renders of the geometry (:class:`ShapeImages`): the coarse one, and the detailed one when a
+        displacement (B, 1, U, U) is given, from one rasterisation (``fragments``: reuse another render's)."""
         light = shape_light(vertices.shape[0], vertices.dtype, vertices.device)
-        out = self.forward(vertices, cam, None, light, background, displacement=displacement)
-        image = out.image if displacement is None else out.image_detail
-        return image.clamp(0.0, 1.0)
+        out = self.forward(vertices, cam, None, light, background, displacement=displacement, fragments=fragments)
+        detailed = None if displacement is None else out.image_detail.clamp(0.0, 1.0)
+        return ShapeImages(coarse=out.image.clamp(0.0, 1.0), detailed=detailed, fragments=out.fragments)

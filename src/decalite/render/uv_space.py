@@ -49,8 +49,12 @@ class UVSpace(nn.Module):
 
     def world2uv(self, attributes: torch.Tensor) -> torch.Tensor:
         """Per-vertex attributes (B, V, C) -> UV images (B, C, U, U), zeros outside the chart."""
-        corners = face_vertices(attributes, self.faces).flatten(1, 2)  # (B, F, 3, C) -> (B, 3F, C)
-        rast = self.rast.to(attributes.dtype).expand(attributes.shape[0], -1, -1, -1)
+        return self.corners2uv(face_vertices(attributes, self.faces).flatten(1, 2))  # (B, F, 3, C) -> (B, 3F, C)
+
+    def corners2uv(self, corners: torch.Tensor) -> torch.Tensor:
+        """Per-face-corner attributes (B, 3F, C) (corner k of face f at 3 f + k: values that differ across a UV seam,
+        e.g. tangents) -> UV images (B, C, U, U), zeros outside the chart."""
+        rast = self.rast.to(corners.dtype).expand(corners.shape[0], -1, -1, -1)
         return to_image_layout(interpolate(corners, rast, self.corner_faces))
 
     def pixel_uvs(self, rast: torch.Tensor) -> torch.Tensor:

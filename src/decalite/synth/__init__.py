@@ -1,6 +1,6 @@
 """Synthetic training data with full ground truth: FLAME heads rendered with identity-specific details.
 
-It renders with the FLAME layer and renderer that :mod:`decalite.factory` builds, so it sits with the tools above
+It renders with the FLAME layer and renderer that :mod:`decalite.model.factory` builds, so it sits with the tools above
 the builders (not inside ``data/``, whose shard format it writes). One concept per module: :mod:`~decalite.synth.config` (what to generate), :mod:`~decalite.synth.details` (the detail model),
 :mod:`~decalite.synth.sampling` (random draws), :mod:`~decalite.synth.cameras`, :mod:`~decalite.synth.generator`
 (rendering), :mod:`~decalite.synth.record` (crops and meta), :mod:`~decalite.synth.writer` (shards + manifest).

@@ -33,11 +33,11 @@ import torch
 
 from decalite.config import FlameConfig, RendererConfig
 from decalite.data import shards
-from decalite.factory import build_flame, build_renderer
 from decalite.flame.arkit import is_arkit_head, limit_mouth_close
 from decalite.flame.assets import FlameAssets, load_flame_assets
 from decalite.flame.generated import generate_head
-from decalite.geometry.camera import ndc_to_pixels
+from decalite.geometry.camera import ndc_to_pixels, orthographic_project
+from decalite.model.factory import build_flame, build_renderer
 from decalite.render.stages import sample_texture, to_image_layout
 from decalite.synth.cameras import face_camera
 from decalite.synth.config import SyntheticConfig
@@ -113,7 +113,7 @@ class SyntheticGenerator:
         disp = disp * self.cfg.detail_scale
         albedo = self.albedo(ident["tex"]).to(dev).expand(k, -1, -1, -1)
         out = self.renderer(flame.vertices, cam.to(dev), albedo, d.light.to(dev), d.background.to(dev),
-                            landmarks=flame.landmarks2d, displacement=disp)
+                            displacement=disp)
         return flame, cam, disp, out
 
     @torch.no_grad()
@@ -128,7 +128,8 @@ class SyntheticGenerator:
         jaw_pose = torch.zeros(k, 3)
         jaw_pose[:, 0] = d.jaw
         flame, cam, disp, out = self._render(ident, d, jaw_pose)
-        lmk_px = ndc_to_pixels(out.landmarks3d_ndc[..., :2], cfg.render_size, cfg.render_size) - 0.5
+        lmk_ndc = orthographic_project(flame.landmarks2d, cam.to(flame.landmarks2d.device))
+        lmk_px = ndc_to_pixels(lmk_ndc[..., :2], cfg.render_size, cfg.render_size) - 0.5
         images = (out.image_detail.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         masks = (self.skin_mask(out.vertices_ndc)[:, 0] * 255.0).to(torch.uint8).cpu().numpy()
         crops = crop_renders(images, masks, lmk_px.cpu().numpy().astype(np.float64), cam.numpy().astype(np.float64),

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 import decalite
-from decalite.deca import DECA
 from decalite.losses.objective import LossResult, check_weights
+from decalite.model.deca import DECA
 from decalite.nets.checkpoints import SETTINGS_KEY
 from decalite.training.config import StageConfig
 from decalite.training.distributed import exclude_constants_from_ddp

@@ -44,12 +44,12 @@ def training_grid(pl_module, visuals: dict[str, torch.Tensor], rows: int = 4) ->
     renderer = pl_module.deca.renderer
     with torch.no_grad():
         verts, cam = visuals["vertices"][:rows].float(), visuals["cam"][:rows].float()
-        shape = renderer.render_shape(verts, cam, background=images.to(verts.device))
-        columns.append(torch.nn.functional.interpolate(shape.cpu(), size=(size, size), mode="bilinear"))
-        if "displacement" in visuals:
-            disp = visuals["displacement"][:rows].float()
-            detailed = renderer.render_shape(verts, cam, displacement=disp, background=images.to(verts.device))
-            columns.append(torch.nn.functional.interpolate(detailed.cpu(), size=(size, size), mode="bilinear"))
+        disp = visuals["displacement"][:rows].float() if "displacement" in visuals else None
+        shapes = renderer.render_shape(verts, cam, displacement=disp, background=images.to(verts.device))
+        for shape in (shapes.coarse, shapes.detailed):
+            if shape is not None:
+                columns.append(torch.nn.functional.interpolate(shape.cpu(), size=(size, size), mode="bilinear"))
+        if disp is not None:
             columns.append(_displacement_image(disp.cpu(), size))
     tiles = torch.stack(columns, 1).flatten(0, 1)  # (rows, C, 3, S, S) -> (rows*C, 3, S, S)
     return make_grid(tiles, nrow=len(columns), padding=2, pad_value=1.0)

@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from decalite.data.swaps import within_group_permutation
-from decalite.deca import DECA
 from decalite.geometry.lighting import sh_shading
 from decalite.losses.landmark import normalised_landmark_error
 from decalite.losses.objective import LossResult, objective
+from decalite.model.deca import DECA
 from decalite.nets.codes import CodeSizes
 from decalite.training.base import StageModule, flatten_groups
 from decalite.training.config import StageConfig

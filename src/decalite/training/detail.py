@@ -17,10 +17,10 @@ from torch import nn
 
 from decalite.data.swaps import within_group_permutation
 from decalite.data.truth import true_code
-from decalite.deca import DECA
 from decalite.geometry.lighting import sh_shading
 from decalite.losses.detail import displacement_error
 from decalite.losses.objective import LossResult, objective
+from decalite.model.deca import DECA
 from decalite.render.renderer import GREY_ALBEDO
 from decalite.render.uv_space import sample_image_in_uv
 from decalite.training.base import StageModule, flatten_groups

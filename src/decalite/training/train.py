@@ -13,9 +13,9 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins import TorchCheckpointIO
 
-from decalite.deca import DECA
 from decalite.errors import AssetError
 from decalite.losses.mrf import load_vgg19_features
+from decalite.model.deca import DECA
 from decalite.nets.checkpoints import load_weights
 from decalite.nets.identity import load_identity_net
 from decalite.training.base import StageModule

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 from decalite.config import FlameConfig, ModelConfig, PathsConfig, RendererConfig
-from decalite.deca import DECA
 from decalite.flame.albedo import AlbedoModel
 from decalite.flame.assets import FLAME_FILES, FlameAssets, load_fixed_displacement, load_flame_assets
 from decalite.flame.default import resolve_flame_dir
 from decalite.flame.layer import FlameLayer
+from decalite.model.deca import DECA
 from decalite.nets.checkpoints import OFFICIAL_FORMAT, load_weights
 from decalite.nets.codes import CodeSizes
 from decalite.render.renderer import Renderer

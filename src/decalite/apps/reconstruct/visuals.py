@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torchvision.utils import make_grid
 
-from decalite.deca import DECA
-from decalite.geometry.camera import ndc_to_pixels, orthographic_project
-from decalite.reconstruct.coordinates import crop_to_photo, paste_render, photo_landmarks
-from decalite.reconstruct.faces import Face
+from decalite.apps.reconstruct.coordinates import crop_to_photo, paste_render, photo_landmarks
+from decalite.apps.reconstruct.faces import Face
+from decalite.geometry.camera import normalised_to_pixels
+from decalite.model.deca import DECA
 from decalite.render.stages import draw_points
 from decalite.types import FaceCode
 
@@ -16,17 +16,16 @@ from decalite.types import FaceCode
 def _vis_grid(face: Face, image: torch.Tensor, out, deca: DECA, code: FaceCode, b: int) -> torch.Tensor:
     """input | landmarks (detected green, fitted red) | coarse shape | detailed shape | rendered image."""
     size = deca.renderer.image_size
-    fitted = ndc_to_pixels(orthographic_project(out.landmarks2d_model[b : b + 1], code.cam[b : b + 1])[..., :2], size, size)
+    fitted = normalised_to_pixels(out.landmarks2d[b : b + 1], size) + 0.5  # continuous pixels (centres at + 0.5)
     with_lmk = image[None]
     if face.landmarks_px is not None:
         detected = torch.from_numpy(face.landmarks_px + 0.5).float()[None] * (size / face.crop.shape[0])
         with_lmk = draw_points(with_lmk, detected, color=(0.1, 0.9, 0.1))
     with_lmk = draw_points(with_lmk, fitted.cpu().float(), color=(0.9, 0.1, 0.1))
     verts, cam = out.vertices[b : b + 1], code.cam[b : b + 1]
-    coarse = deca.renderer.render_shape(verts, cam, background=image[None].to(verts.device))
     disp = out.displacement[b : b + 1] if out.displacement is not None else None
-    detailed = deca.renderer.render_shape(verts, cam, displacement=disp, background=image[None].to(verts.device)) \
-        if disp is not None else coarse
+    shapes = deca.renderer.render_shape(verts, cam, displacement=disp, background=image[None].to(verts.device))
+    coarse, detailed = shapes.coarse, shapes.best
     rendered = out.render.image[b : b + 1].clamp(0, 1)
     alpha = out.render.alpha[b : b + 1]
     rendered = rendered * alpha + image[None].to(alpha.device) * (1 - alpha)

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import torch
 
 from decalite.config import DEFAULT_FIT_TERMS
-from decalite.deca import DECA
 from decalite.geometry.camera import image_normalized_to_ndc
 from decalite.losses.landmark import normalised_landmark_error, robust_scale_at
 from decalite.losses.objective import check_weights, objective
+from decalite.model.deca import DECA
 from decalite.types import FaceCode
 
 log = logging.getLogger(__name__)

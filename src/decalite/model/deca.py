@@ -114,8 +114,7 @@ class DECA(nn.Module):
         out = DecaOutput(vertices=flame.vertices, landmarks2d=landmarks2d, landmarks3d=flame.landmarks3d,
                          landmarks2d_model=flame.landmarks2d, albedo=albedo, displacement=disp)
         if render:
-            out.render = self.renderer(flame.vertices, code.cam, albedo, code.light, background,
-                                       landmarks=flame.landmarks2d, displacement=disp)
+            out.render = self.renderer(flame.vertices, code.cam, albedo, code.light, background, displacement=disp)
         return out
 
     def forward(self, images: torch.Tensor) -> DecaOutput:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from decalite.deca import DECA
-from decalite.fitting import FitConfig, IdentityFitConfig, fit, fit_identity, mean_face_code
+from decalite.apps.fitting import FitConfig, IdentityFitConfig, fit, fit_identity, mean_face_code
+from decalite.apps.reconstruct.faces import Face, _skin_masks
 from decalite.losses.landmark import normalised_landmark_error
-from decalite.reconstruct.faces import Face, _skin_masks
+from decalite.model.deca import DECA
 from decalite.types import FaceCode
 
 
@@ -16,7 +16,7 @@ def infer(deca: DECA, faces: list[Face], trained: bool, fit_cfg: FitConfig,
           identity: bool = False) -> tuple[FaceCode, torch.Tensor | None, torch.Tensor | None]:
     """Codes for a batch of faces: the encoder's (when trained), refined by fitting when there are landmarks.
 
-    ``identity``: the faces are one person: :func:`~decalite.fitting.fit_identity` (one shape and albedo for all,
+    ``identity``: the faces are one person: :func:`~decalite.apps.fitting.fit_identity` (one shape and albedo for all,
     ``fit_cfg``'s steps, learning rate and weights after a first stage on camera and head pose).
 
     Returns the code and the normalised landmark errors before and after fitting (None without landmarks).

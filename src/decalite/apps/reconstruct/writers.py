@@ -8,17 +8,25 @@ import numpy as np
 import torch
 from torchvision.utils import save_image
 
+from decalite.apps.export import (
+    extract_texture,
+    now_landmarks,
+    save_png,
+    write_arkit_json,
+    write_mesh,
+    write_textured_obj,
+)
+from decalite.apps.gltf import export_glb
+from decalite.apps.reconstruct.coordinates import photo_landmarks
+from decalite.apps.reconstruct.faces import Face
+from decalite.apps.reconstruct.visuals import _vis_grid, _vis_original
 from decalite.config import SaveConfig
-from decalite.deca import DECA
-from decalite.export import extract_texture, now_landmarks, save_png, write_arkit_json, write_mesh, write_textured_obj
 from decalite.flame.arkit import is_arkit_head
 from decalite.flame.assets import FlameAssets
 from decalite.geometry.camera import orthographic_project
 from decalite.io.codes import save_codes
 from decalite.io.images import InputError
-from decalite.reconstruct.coordinates import photo_landmarks
-from decalite.reconstruct.faces import Face
-from decalite.reconstruct.visuals import _vis_grid, _vis_original
+from decalite.model.deca import DECA
 from decalite.render.uv_space import dense_detail_mesh
 from decalite.types import FaceCode
 
@@ -38,13 +46,19 @@ def write_face(out_dir: Path, face: Face, deca: DECA, assets: FlameAssets, code:
         v = out.vertices[b : b + 1]
         uv_pos, uv_norm = deca.renderer.coarse_uv_maps(v)
         disp = out.displacement[b : b + 1] if out.displacement is not None else torch.zeros_like(uv_pos[:, :1])
-    if save.obj:
+    if save.obj or save.gltf:  # the photo's texture where the face is seen, the albedo elsewhere
         with torch.no_grad():
             proj = orthographic_project(uv_pos.permute(0, 2, 3, 1).reshape(1, -1, 3), code.cam[b : b + 1])
             proj = proj.reshape(1, *uv_pos.shape[2:], 3).permute(0, 3, 1, 2)  # (1, U*U, 3) -> (1, 3, U, U)
             tex, visible = extract_texture(image[None].to(v.device), proj, uv_norm, uv.valid)
             if out.albedo is not None:
                 tex = tex + out.albedo[b : b + 1] * (1 - visible)
+    if save.gltf:
+        files.append(folder / f"{name}.glb")
+        export_glb(files[-1], deca.flame, deca.renderer, assets.uv, code.map(lambda t: t[b : b + 1]), tex[0].cpu(),
+                   out.displacement[b : b + 1] if out.displacement is not None else None,
+                   assets.model.expression_names)
+    if save.obj:
         normal_map = out.render.uv_detail_normals[b] if out.render.uv_detail_normals is not None else uv_norm[0]
         files.append(folder / f"{name}.obj")
         write_textured_obj(files[-1], verts, assets.uv, tex[0], normal_map)

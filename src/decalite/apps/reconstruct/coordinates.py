@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from decalite.apps.reconstruct.faces import Face
 from decalite.data.crop import transform_points
 from decalite.geometry.camera import normalised_to_pixels
-from decalite.reconstruct.faces import Face
 
 
 def crop_to_photo(points_px: np.ndarray, matrix: np.ndarray) -> np.ndarray:

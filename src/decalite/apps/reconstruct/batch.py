@@ -12,16 +12,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from decalite.apps.export import write_mesh
+from decalite.apps.fitting import FitConfig
+from decalite.apps.reconstruct.faces import Face, Outcome, detect_faces
+from decalite.apps.reconstruct.inference import infer
+from decalite.apps.reconstruct.writers import check_output_dir, write_face
 from decalite.config import ReconstructConfig
-from decalite.deca import DECA
-from decalite.export import write_mesh
-from decalite.fitting import FitConfig
 from decalite.flame.assets import FlameAssets
 from decalite.io.images import InputError
 from decalite.io.inputs import expand_inputs
-from decalite.reconstruct.faces import Face, Outcome, detect_faces
-from decalite.reconstruct.inference import infer
-from decalite.reconstruct.writers import check_output_dir, write_face
+from decalite.model.deca import DECA
 from decalite.types import FaceCode
 
 log = logging.getLogger(__name__)

@@ -82,8 +82,8 @@ def _render_all(renderer_cfg, device: str, layer, assets, meshes_inputs, out: Pa
     """Render every named mesh (textured with landmarks | grey shape | mesh overlay) and a detail comparison."""
     from torchvision.utils import make_grid, save_image
 
-    from decalite.factory import build_renderer
-    from decalite.geometry.camera import ndc_to_pixels
+    from decalite.geometry.camera import ndc_to_pixels, orthographic_project
+    from decalite.model.factory import build_renderer
     from decalite.render.stages import composite, draw_points, wireframe_mask
 
     renderer = build_renderer(renderer_cfg, assets).to(device)
@@ -98,12 +98,13 @@ def _render_all(renderer_cfg, device: str, layer, assets, meshes_inputs, out: Pa
         with torch.no_grad():
             result = layer(**{k: v.to(device) for k, v in inputs.items()}, batch_size=1)
             start = time.perf_counter()
-            rendered = renderer(result.vertices, cam, albedo, light, background=1.0, landmarks=result.landmarks2d)
+            rendered = renderer(result.vertices, cam, albedo, light, background=1.0)
             timings.append(time.perf_counter() - start)
-            shape = renderer.render_shape(result.vertices, cam, background=1.0)
-        px = ndc_to_pixels(rendered.landmarks3d_ndc[..., :2], renderer.image_size, renderer.image_size)
+            shape = renderer.render_shape(result.vertices, cam, background=1.0, fragments=rendered.fragments).coarse
+        px = ndc_to_pixels(orthographic_project(result.landmarks2d, cam)[..., :2], renderer.image_size,
+                           renderer.image_size)
         textured = draw_points(rendered.image.clamp(0, 1), px, color=(0.9, 0.1, 0.1), radius=1)
-        wires = wireframe_mask(renderer.rasterize(rendered.vertices_ndc), width=0.08) * 0.7
+        wires = wireframe_mask(rendered.fragments.rast, width=0.08) * 0.7
         mesh = composite(torch.tensor([0.1, 0.3, 0.8], device=device)[None, :, None, None].expand_as(shape), wires, shape)
         panels = torch.cat([textured, shape, mesh], dim=0)
         save_image(panels, out / f"{name}.png", nrow=3, padding=2, pad_value=1.0)
@@ -115,9 +116,8 @@ def _render_all(renderer_cfg, device: str, layer, assets, meshes_inputs, out: Pa
         result = layer(expression=None, batch_size=1)
         uv_pos = renderer.uv.world2uv(result.vertices)
         disp = _forehead_wrinkles(uv_pos) * renderer.face_eye_mask
-        coarse = renderer.render_shape(result.vertices, cam, background=1.0)
-        detailed = renderer.render_shape(result.vertices, cam, displacement=disp, background=1.0)
-    save_image(torch.cat([coarse, detailed]), out / "details.png", nrow=2, padding=2, pad_value=1.0)
+        shapes = renderer.render_shape(result.vertices, cam, displacement=disp, background=1.0)
+    save_image(torch.cat([shapes.coarse, shapes.detailed]), out / "details.png", nrow=2, padding=2, pad_value=1.0)
     _write_dense_mesh(renderer, result.vertices, disp, out / "detailed_dense.obj")
     return {"render_ms_batch_1": round(1000 * sum(timings) / len(timings), 1), "backend": renderer.rasterizer.last_backend}
 
@@ -147,8 +147,8 @@ def head_showcase(flame_cfg, renderer_cfg, cache_dir: str, out: Path, device: st
     several expressions, poses and identities, renders of each (textured with landmarks | shape | wireframe),
     ``overview.png``, a procedural-detail comparison (``details.png``, ``detailed_dense.obj``) and
     ``summary.json`` (sizes, FLAME forward and render timings); returns the summary."""
-    from decalite.factory import build_flame, load_assets
     from decalite.flame.asset_writer import write_obj_with_uvs
+    from decalite.model.factory import build_flame, load_assets
 
     out.mkdir(parents=True, exist_ok=True)
     assets = load_assets(flame_cfg, cache_dir)

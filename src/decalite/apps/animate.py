@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from decalite.deca import DECA
+from decalite.model.deca import DECA
 from decalite.types import FaceCode
 
 
@@ -58,7 +58,8 @@ def render_frames(deca: DECA, codes: FaceCode, trained_detail: bool, background:
         with torch.no_grad():
             out = deca.decode(part, detail=trained_detail and part.detail is not None, background=background)
             disp = out.displacement if trained_detail else None
-            shape = deca.renderer.render_shape(out.vertices, part.cam, displacement=disp, background=background)
+            shape = deca.renderer.render_shape(out.vertices, part.cam, displacement=disp, background=background,
+                                               fragments=out.render.fragments).best
         image = out.render.image_detail if disp is not None and out.render.image_detail is not None else out.render.image
         pair = torch.cat([image.clamp(0, 1), shape], dim=3)  # (B, 3, H, W) x 2 -> (B, 3, H, 2W)
         frames.append((pair.permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8))
