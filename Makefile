@@ -16,7 +16,7 @@ TRAINER     = $(if $(GPUS),$(if $(filter 1,$(GPUS)),trainer=gpu,trainer=ddp trai
 ABLATIONS  := ablation_no_detail_consistency,ablation_no_mrf,ablation_no_symmetry,ablation_no_shape_consistency
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast demo train sweep assets bench clean
+.PHONY: help install test test-fast demo train sweep assets bench viewer view-test clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -67,6 +67,14 @@ bench: $(STAMP)  ## speed figures (printed, not asserted) + one JSON and markdow
 	$(BIN)/python benchmarks/bench_now.py --out $(OUT_BENCH)
 	$(BIN)/python benchmarks/bench_train.py --out $(OUT_BENCH)
 	$(BIN)/python benchmarks/report.py $(OUT_BENCH)
+
+viewer:  ## rebuild decalite-view's page (src/decalite/view/static/viewer.js) from npm packages (three.js, esbuild)
+	cd viewer && npm ci --no-audit --no-fund && npm run build
+
+view-test: $(STAMP)  ## the viewer's browser tests (headless Chromium; installs Debian's chromium where it can)
+	command -v chromium >/dev/null || (command -v apt-get >/dev/null && \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y chromium) || echo "no chromium: the browser tests will skip"
+	$(BIN)/python -m pytest tests/view -q
 
 clean:  ## remove outputs and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache

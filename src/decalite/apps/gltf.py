@@ -350,7 +350,8 @@ def _material(gltf: gl.GLTF2, blob: _Blob, texture: torch.Tensor | None, normal_
         return
     gltf.samplers.append(gl.Sampler(magFilter=9729, minFilter=9987, wrapS=33071, wrapT=33071))
     pbr = gl.PbrMetallicRoughness(metallicFactor=0.0, roughnessFactor=0.6)
-    material = gl.Material(name="skin", pbrMetallicRoughness=pbr, doubleSided=False)
+    # double-sided: the head is an open mesh (mouth, eyes, neck), whose inside shows through its openings
+    material = gl.Material(name="skin", pbrMetallicRoughness=pbr, doubleSided=True)
     for image, slot in ((texture, "base"), (None if normal_map is None else normal_map * 0.5 + 0.5, "normal")):
         if image is None:
             continue
