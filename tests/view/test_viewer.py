@@ -149,3 +149,11 @@ def test_sliders_and_the_normal_toggle_change_the_render(site, tmp_path):
     changed = lambda a, b: (np.abs(a - b).sum(-1) > 30).mean()  # noqa: E731
     assert changed(base, jaw) > 0.005 and changed(base, smile) > 0.002
     assert changed(base, flat) > 0.01  # the detail normal map shades the face
+
+
+def test_the_cli_names_a_missing_folder_and_stops(tmp_path):
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "decalite.cli.view", str(tmp_path / "nope"), "--no-browser"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "nope is not a folder" in proc.stderr + proc.stdout
