@@ -192,6 +192,10 @@ class ReconstructConfig:
         now: also write the NoW benchmark files.
         identity: all faces of the input are one person: one fit with a shared shape (and albedo), each image
             keeping its expression, pose, camera and light; also writes ``<input stem>_neutral.obj``.
+        track: the input (a video, or a folder of frames) is one person followed through its frames: detected once,
+            tracked, fitted as one identity and smoothed over time (:mod:`decalite.apps.reconstruct.track`).
+        smooth, smooth_min_cutoff, smooth_beta: track=true's one-euro filter of expression, pose and camera (on/off,
+            the still-signal cutoff in Hz, the speed coefficient; :func:`decalite.apps.smoothing.one_euro`).
         progress: show a progress bar.
         save: which outputs to write.
         threads: torch's CPU threads; 0 or null: chosen from the free CPUs (:mod:`decalite.threads`).
@@ -216,6 +220,10 @@ class ReconstructConfig:
     fit_detail: bool
     now: bool
     identity: bool
+    track: bool
+    smooth: bool
+    smooth_min_cutoff: float
+    smooth_beta: float
     progress: bool
     save: SaveConfig
     threads: int | None

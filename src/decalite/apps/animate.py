@@ -66,14 +66,17 @@ def render_frames(deca: DECA, codes: FaceCode, trained_detail: bool, background:
     return np.concatenate(frames)
 
 
-def write_animation(frames: np.ndarray, stem: Path, fps: int = 24) -> list[Path]:
-    """Write ``<stem>.gif`` and ``<stem>.mp4``. frames: (T, H, W, 3) uint8."""
+def write_animation(frames: np.ndarray, stem: Path, fps: float = 24, gif: bool = True) -> list[Path]:
+    """Write ``<stem>.mp4`` and (``gif``) ``<stem>.gif``. frames: (T, H, W, 3) uint8."""
     import imageio.v2 as imageio
 
     stem.parent.mkdir(parents=True, exist_ok=True)
-    gif, mp4 = stem.with_suffix(".gif"), stem.with_suffix(".mp4")
-    imageio.mimsave(gif, list(frames), duration=1000 / fps, loop=0)
+    files = []
+    if gif:
+        files.append(stem.with_suffix(".gif"))
+        imageio.mimsave(files[-1], list(frames), duration=1000 / fps, loop=0)
     h, w = frames.shape[1:3]
     padded = np.pad(frames, ((0, 0), (0, (16 - h % 16) % 16), (0, (16 - w % 16) % 16), (0, 0)), mode="edge")
-    imageio.mimsave(mp4, list(padded), fps=fps, codec="libx264", quality=7, macro_block_size=16)
-    return [gif, mp4]
+    files.append(stem.with_suffix(".mp4"))
+    imageio.mimsave(files[-1], list(padded), fps=fps, codec="libx264", quality=7, macro_block_size=16)
+    return files

@@ -37,9 +37,15 @@ def main(dict_cfg: DictConfig) -> None:
         log.error("%s", err)
         sys.exit(2)
     ok, failed = len(summary["reconstructed"]), len(summary["failures"])
-    log.info("Reconstructed %d face(s) into %s; %.3f s per face; landmark error (inter-ocular) %s -> %s",
-             ok, summary["output"], summary["seconds_per_face"] or 0.0, summary["landmark_error_before"],
-             summary["landmark_error_after"])
+    if cfg.track:
+        log.info("Tracked one face through %d frames (%d detection(s)) into %s in %.1f s; landmark error "
+                 "(inter-ocular) %s -> %s; jitter %.3f px per frame (%.3f before smoothing)", summary["frames"],
+                 summary["detections"], summary["output"], summary["seconds"], summary["landmark_error_before"],
+                 summary["landmark_error_after"], summary["jitter_px"], summary["jitter_px_fit"])
+    else:
+        log.info("Reconstructed %d face(s) into %s; %.3f s per face; landmark error (inter-ocular) %s -> %s",
+                 ok, summary["output"], summary["seconds_per_face"] or 0.0, summary["landmark_error_before"],
+                 summary["landmark_error_after"])
     if failed:
         log.warning("%d input(s) failed (details in %s/summary.json):", failed, summary["output"])
         for f in summary["failures"]:

@@ -217,6 +217,17 @@ class _Predictor:
         return self.on_frame(image, fit_similarity(mean_shape, lmk))
 
 
+def track_landmarks(landmarker, image: np.ndarray, previous: np.ndarray) -> np.ndarray | None:
+    """(68, 2) landmarks of the face whose landmarks in the previous video frame were ``previous``, without a
+    detector: dlib's predictor on the box (and rotation) its mean shape fits to them. None for a landmarker without
+    dlib's predictor (FAN): the caller detects instead."""
+    predictor = getattr(landmarker, "_predictor", None)
+    if predictor is None:
+        return None
+    found = predictor.refine(_rgb(image), np.asarray(previous, dtype=np.float64), predictor_mean_shape(predictor.path))
+    return found.astype(np.float32)
+
+
 def _rgb(image: np.ndarray) -> np.ndarray:
     """(H, W, 3) contiguous uint8 (greyscale (H, W) or (H, W, 1) is repeated to three channels)."""
     image = np.asarray(image)

@@ -77,6 +77,23 @@ def video_frames(path: Path, every_n_frames: int = 10) -> list[tuple[int, np.nda
     return frames
 
 
+def video_fps(path: Path) -> float | None:
+    """The frame rate a video declares, or None (not a video, unreadable, or none declared)."""
+    if Path(path).suffix.lower() not in VIDEO_SUFFIXES:
+        return None
+    import imageio.v2 as imageio
+
+    try:
+        reader = imageio.get_reader(str(path), "ffmpeg")
+    except Exception:  # noqa: BLE001 - expand_inputs reports unreadable videos
+        return None
+    try:
+        fps = reader.get_meta_data().get("fps")
+    finally:
+        reader.close()
+    return float(fps) if fps else None
+
+
 def _files_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
 

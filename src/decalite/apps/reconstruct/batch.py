@@ -31,6 +31,10 @@ def run(deca: DECA, assets: FlameAssets, landmarker, cfg: ReconstructConfig) -> 
     """Reconstruct every input of ``cfg.input`` into ``cfg.output``; returns (and writes) the summary."""
     from tqdm import tqdm
 
+    if cfg.track:  # one person through a video's frames
+        from decalite.apps.reconstruct.track import run_tracked
+
+        return run_tracked(deca, assets, landmarker, cfg)
     out_dir = Path(cfg.output)
     check_output_dir(out_dir)
     trained = bool(cfg.model.checkpoint)

@@ -74,13 +74,17 @@ def detect_faces(item: InputItem, image: np.ndarray, landmarker, all_faces: bool
     from decalite.data.detect import most_prominent_face, rank_faces
 
     detections = rank_faces(detections) if all_faces else [most_prominent_face(detections)]
-    faces = []
-    for i, det in enumerate(detections):
-        crop = square_crop(det.landmarks, scale, size)
-        name = item.name if i == 0 and not all_faces else f"{item.name}_face{i}"
-        faces.append(Face(name, str(item.path), warp(image, crop), transform_points(det.landmarks, crop.matrix),
-                          crop.box.tolist(), landmarker.name, crop.matrix, image))
-    return faces
+    return [face_from_landmarks(item, image, det.landmarks, scale, size, landmarker.name,
+                                item.name if i == 0 and not all_faces else f"{item.name}_face{i}")
+            for i, det in enumerate(detections)]
+
+
+def face_from_landmarks(item: InputItem, image: np.ndarray, landmarks: np.ndarray, scale: float, size: int,
+                        detector: str, name: str | None = None) -> Face:
+    """The Face of an image's (68, 2) pixel landmarks: DECA's square crop around them (``scale`` x their box)."""
+    crop = square_crop(landmarks, scale, size)
+    return Face(name or item.name, str(item.path), warp(image, crop), transform_points(landmarks, crop.matrix),
+                crop.box.tolist(), detector, crop.matrix, image)
 
 
 DETECT_MAX_SIDE = 1024
