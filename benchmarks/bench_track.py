@@ -31,13 +31,14 @@ from decalite.apps.fitting import DEFAULT_FIT_TERMS, FitConfig
 from decalite.apps.reconstruct.faces import detect_faces
 from decalite.apps.reconstruct.inference import infer
 from decalite.apps.reconstruct.track import _photo_points, smooth_code, track_faces
-from decalite.config import FlameConfig, ModelConfig, PathsConfig, RendererConfig
+from decalite.cli.schema import compose_typed
+from decalite.config import FlameConfig, ModelConfig, PathsConfig, ReconstructConfig, RendererConfig
 from decalite.data.detect import make_landmarker
 from decalite.io.inputs import InputItem
 from decalite.model.factory import build_deca
 
 SEEDS = {"tuning": {"still": 10, "moving": 11}, "report": {"still": 1, "moving": 2}}
-GRID = {"min_cutoff": (0.5, 1.0, 2.0, 4.0), "beta": (0.0, 0.5, 2.0)}
+GRID = {"min_cutoff": (1.0, 2.0, 4.0, 8.0), "beta": (0.0, 2.0, 10.0)}
 
 
 def metrics(points: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -60,8 +61,10 @@ def main() -> None:
                          RendererConfig(image_size=224, uv_size=128, backend="torch"), PathsConfig())
     deca.eval()
     landmarker = make_landmarker("auto")
+    defaults = compose_typed("reconstruct", ["input=unused"], ReconstructConfig)  # the shipped smoothing
     fit_cfg = FitConfig(steps=args.fit_steps, lr=0.01, terms={**DEFAULT_FIT_TERMS, "photometric": 0.0})
-    report = {"set": args.set, "frames": args.frames, "fit_steps": args.fit_steps, "clips": {}}
+    report = {"set": args.set, "frames": args.frames, "fit_steps": args.fit_steps, "clips": {},
+              "defaults": {"min_cutoff": defaults.smooth_min_cutoff, "beta": defaults.smooth_beta}}
     for motion, seed in SEEDS[args.set].items():
         clip = render_clip(motion, frames=args.frames, seed=seed)
         items = [InputItem(name=f"{motion}_f{t:03d}", path=Path(f"{motion}.mp4"), frame=t, array=frame)
@@ -72,14 +75,16 @@ def main() -> None:
         rows = {"per_frame": metrics(_photo_points(deca, per_frame, code), clip.landmarks)}
         seconds_per_frame = time.perf_counter() - start
         start = time.perf_counter()
-        track = track_faces(items, landmarker, 1.25, 224)
+        track = track_faces(items, landmarker, 1.25, 224, clip.fps)
         tracked, _, _ = infer(deca, track.faces, False, fit_cfg, identity=True)
         rows["tracked"] = metrics(_photo_points(deca, track.faces, tracked), clip.landmarks)
         grid = {}
         for cutoff, beta in itertools.product(GRID["min_cutoff"], GRID["beta"]):
             smoothed = smooth_code(tracked, clip.fps, cutoff, beta)
             grid[f"{cutoff},{beta}"] = metrics(_photo_points(deca, track.faces, smoothed), clip.landmarks)
-        rows["tracked+smoothed (defaults 1.0, 0.5)"] = grid["1.0,0.5"]
+        smoothed = smooth_code(tracked, clip.fps, defaults.smooth_min_cutoff, defaults.smooth_beta)
+        rows[f"tracked+smoothed ({defaults.smooth_min_cutoff:g}, {defaults.smooth_beta:g})"] = metrics(
+            _photo_points(deca, track.faces, smoothed), clip.landmarks)
         report["clips"][motion] = {"seed": seed, "rows": rows, "grid": grid, "detections": len(track.detections),
                                    "seconds": {"per_frame": round(seconds_per_frame, 1),
                                                "tracked": round(time.perf_counter() - start, 1)}}

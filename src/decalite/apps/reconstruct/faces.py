@@ -80,9 +80,10 @@ def detect_faces(item: InputItem, image: np.ndarray, landmarker, all_faces: bool
 
 
 def face_from_landmarks(item: InputItem, image: np.ndarray, landmarks: np.ndarray, scale: float, size: int,
-                        detector: str, name: str | None = None) -> Face:
-    """The Face of an image's (68, 2) pixel landmarks: DECA's square crop around them (``scale`` x their box)."""
-    crop = square_crop(landmarks, scale, size)
+                        detector: str, name: str | None = None, crop_landmarks: np.ndarray | None = None) -> Face:
+    """The Face of an image's (68, 2) pixel landmarks: DECA's square crop around them (``scale`` x their box), or
+    around ``crop_landmarks`` when given (a video's smoothed track: steady crops, the frame's own landmarks)."""
+    crop = square_crop(landmarks if crop_landmarks is None else crop_landmarks, scale, size)
     return Face(name or item.name, str(item.path), warp(image, crop), transform_points(landmarks, crop.matrix),
                 crop.box.tolist(), detector, crop.matrix, image)
 

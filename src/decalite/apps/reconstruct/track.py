@@ -5,6 +5,8 @@ frames, one shape, albedo and detail code for the whole clip, and smooth motion.
    runs on the box its mean shape fits to the previous frame's landmarks (:func:`decalite.data.detect.
    track_landmarks`), with no detector, so the same person is followed. The detector runs again when the track is
    lost (landmarks leave the frame or the face's size jumps) or when the landmarker has no dlib predictor (FAN).
+   The crops follow the landmarks smoothed over time (one-euro, :data:`CROP_SMOOTHING`), so they do not shake with
+   the landmarks' noise; each frame keeps its own landmarks as the fit's targets.
 2. **Fit**: all frames as one person (:func:`decalite.apps.fitting.fit_identity`, as ``identity=true`` does for
    photos): one shape and albedo code, each frame keeping its expression, pose, camera and light; a trained detail
    code is averaged over the frames.
@@ -53,6 +55,8 @@ log = logging.getLogger(__name__)
 MAX_SCALE_JUMP = 1.5
 #: The frame rate assumed for a folder of frames or a video that declares none.
 DEFAULT_FPS = 25.0
+#: The one-euro filter (min_cutoff Hz, beta per pixel/s) of the landmarks the crops are placed on.
+CROP_SMOOTHING = (1.0, 0.01)
 
 
 @dataclass
@@ -74,11 +78,13 @@ def _lost(landmarks: np.ndarray, previous: np.ndarray, image: np.ndarray) -> boo
     return not (1.0 / MAX_SCALE_JUMP < ratio < MAX_SCALE_JUMP)
 
 
-def track_faces(items: list[InputItem], landmarker, scale: float, size: int) -> Track:
-    """Follow one face through ``items`` (frames in order): detect once, then track (see the module's docs)."""
+def track_faces(items: list[InputItem], landmarker, scale: float, size: int, fps: float = DEFAULT_FPS) -> Track:
+    """Follow one face through ``items`` (frames in order, ``fps``): detect once, then track, then crop on the
+    smoothed track (see the module's docs)."""
     from decalite.data.detect import track_landmarks
 
-    faces, failures, detections = [], [], []
+    found_in: list[tuple[InputItem, np.ndarray, np.ndarray]] = []
+    failures, detections = [], []
     previous: np.ndarray | None = None
     for item in items:
         try:
@@ -87,13 +93,20 @@ def track_faces(items: list[InputItem], landmarker, scale: float, size: int) -> 
             if found is None or _lost(found, previous, image):
                 face = detect_faces(item, image, landmarker, False, scale, size=size)[0]
                 found = transform_points(face.landmarks_px, np.linalg.inv(np.vstack([face.crop_matrix, [0, 0, 1]]))[:2])
-                detections.append(len(faces))
-            faces.append(face_from_landmarks(item, image, found, scale, size, getattr(landmarker, "name", "none")))
+                detections.append(len(found_in))
+            found_in.append((item, image, found))
             previous = found
         except InputError as err:
             failures.append({"file": f"{err.path}#frame{item.frame}" if item.frame is not None else str(err.path),
                              "reason": err.reason})
             previous = None  # detect again in the next frame
+    if not found_in:
+        return Track([], failures, detections)
+    track = torch.from_numpy(np.stack([f for _, _, f in found_in]).reshape(len(found_in), -1)).double()
+    steady = one_euro(track, fps, *CROP_SMOOTHING).reshape(-1, 68, 2).numpy()
+    name = getattr(landmarker, "name", "none")
+    faces = [face_from_landmarks(item, image, found, scale, size, name, crop_landmarks=steady[t])
+             for t, (item, image, found) in enumerate(found_in)]
     return Track(faces, failures, detections)
 
 
@@ -128,15 +141,15 @@ def run_tracked(deca: DECA, assets: FlameAssets, landmarker, cfg: ReconstructCon
     if landmarker is None:
         raise InputError(cfg.input, "track=true follows landmarks: set landmarks= to a detector (not none)")
     items, failures = expand_inputs(cfg.input, every_n_frames=cfg.every_n_frames)
+    fps = (video_fps(Path(str(cfg.input))) or DEFAULT_FPS) / cfg.every_n_frames
     start = time.perf_counter()
-    track = track_faces(items, landmarker, cfg.crop_scale, deca.renderer.image_size)
+    track = track_faces(items, landmarker, cfg.crop_scale, deca.renderer.image_size, fps)
     failures += track.failures
     stem = Path(str(cfg.input)).stem or "clip"
     summary: dict[str, Any] = {"output": str(out_dir), "frames": len(track.faces), "failures": failures,
                                "detections": len(track.detections), "reconstructed": []}
     if len(track.faces) < 2:
         raise InputError(cfg.input, f"track=true needs at least 2 frames with the face; found {len(track.faces)}")
-    fps = (video_fps(Path(str(cfg.input))) or DEFAULT_FPS) / cfg.every_n_frames
     trained = bool(cfg.model.checkpoint)
     fit_cfg = FitConfig(steps=cfg.fit_steps, lr=cfg.fit_lr, lr_end=cfg.fit_lr_end, terms=dict(cfg.fit_loss.terms))
     code, before, after = infer(deca, track.faces, trained, fit_cfg, identity=True)
