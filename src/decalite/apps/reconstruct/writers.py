@@ -44,7 +44,10 @@ def write_face(out_dir: Path, face: Face, deca: DECA, assets: FlameAssets, code:
     uv = deca.renderer.uv
     with torch.no_grad():
         v = out.vertices[b : b + 1]
-        uv_pos, uv_norm = deca.renderer.coarse_uv_maps(v)
+        if out.render is not None and out.render.uv_positions is not None:  # the render's detail path made them
+            uv_pos, uv_norm = out.render.uv_positions[b : b + 1], out.render.uv_normals[b : b + 1]
+        else:
+            uv_pos, uv_norm = deca.renderer.coarse_uv_maps(v)
         disp = out.displacement[b : b + 1] if out.displacement is not None else torch.zeros_like(uv_pos[:, :1])
     if save.obj or save.gltf:  # the photo's texture where the face is seen, the albedo elsewhere
         with torch.no_grad():
