@@ -14,18 +14,22 @@ import trimesh
 from apps.gltf_reader import accessor, axis_angle_quaternion, pose_glb, pose_target_weights, read_glb, rotation
 from decalite.apps.gltf import glb_mesh, head_rig, joint_drift, tangent_space_normal_map, write_glb
 from decalite.config import FlameConfig
+from decalite.flame.generated import write_generated_head
 from decalite.model.factory import build_flame, load_assets
 
 # ---- the tests --------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=["ict", "generated"])
-def head(request):
-    """The embedded ICT head (ARKit-named expressions) and the generated head written as a FLAME-layout folder
-    (the formats of FLAME 2020: the code path a FLAME user takes)."""
-    cache = os.environ["DECALITE_CACHE"]
-    cfg = FlameConfig(dir=None, embedded=request.param, n_shape=20, n_exp=10)
-    assets = load_assets(cfg, cache, albedo=False)
+@pytest.fixture(scope="module", params=["ict", "flame_folder"])
+def head(request, tmp_path_factory):
+    """The embedded ICT head (ARKit-named expressions), and a FLAME-layout folder (the generated head written in
+    FLAME 2020's file formats, loaded through ``flame.dir`` as a FLAME user's files are)."""
+    if request.param == "ict":
+        cfg = FlameConfig(dir=None, n_shape=20, n_exp=10)
+    else:
+        folder = write_generated_head(tmp_path_factory.mktemp("flame2020_layout") / "FLAME2020", seed=1)
+        cfg = FlameConfig(dir=str(folder), n_shape=20, n_exp=10)
+    assets = load_assets(cfg, os.environ["DECALITE_CACHE"], albedo=False)
     return build_flame(cfg, assets).double(), assets
 
 
