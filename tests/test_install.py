@@ -65,6 +65,10 @@ def test_wheel_ships_configs_and_head_not_tests(installed):
     assert any(n.startswith("decalite/flame/ict/data/") and "LICENSE" in n.upper() for n in names), \
         "the embedded head's MIT licence must ship beside its data"
     assert not any(n.startswith("tests/") for n in names)
+    # decalite-view's page works offline from the wheel: the bundle and three.js's licence ship with it
+    assert {"decalite/view/static/index.html", "decalite/view/static/viewer.js",
+            "decalite/view/static/three.js-LICENSE.txt"} <= set(names)
+    assert not any("node_modules" in n for n in names)
 
 
 def test_installed_tools_run_from_an_empty_folder(installed, tmp_path):
