@@ -71,3 +71,14 @@ def test_expand_folder_list_and_videos(tmp_path, photo):
     assert [i.name for i in items] == ["one"] and "not found" in failures[0]["reason"]
     items, failures = expand_inputs(tmp_path / "nothing_here")
     assert not items and failures
+
+
+def test_webcam_input_is_named_and_a_missing_camera_is_a_failure_record():
+    """input=webcam / webcam:N records from a camera (none exists here: the failure path is what can be tested)."""
+    from decalite.io.inputs import expand_inputs, webcam_index
+
+    assert (webcam_index("webcam"), webcam_index("webcam:2"), webcam_index("webcam.mp4"), webcam_index("x")) == \
+        (0, 2, None, None)
+    items, failures = expand_inputs("webcam:97")
+    assert items == [] and len(failures) == 1
+    assert failures[0]["file"] == "webcam:97" and "/dev/video97" in failures[0]["reason"]

@@ -1,5 +1,6 @@
-"""Expanding a user's ``input=`` into items: an image, a folder, a list file (one path per line) or a video
-(sampled every n frames). Problems with one input become failure records; the others go on.
+"""Expanding a user's ``input=`` into items: an image, a folder, a list file (one path per line), a video
+(sampled every n frames) or a camera (``webcam`` or ``webcam:N``: :data:`WEBCAM_SECONDS` of the N-th camera).
+Problems with one input become failure records; the others go on.
 
 Videos are bounded like images: a frame size beyond :data:`~decalite.io.images.MAX_PIXELS` is refused before any
 frame is decoded, and at most :data:`MAX_VIDEO_BYTES` of sampled frames are kept per video."""
@@ -19,6 +20,46 @@ log = logging.getLogger(__name__)
 
 #: Decoded frames kept per video (1080p: about 340 frames); later frames are skipped with a warning.
 MAX_VIDEO_BYTES = 2 << 30
+#: How long ``input=webcam`` records (seconds of the camera's frames, before every_n_frames sampling).
+WEBCAM_SECONDS = 10.0
+
+
+def webcam_index(spec: str | Path) -> int | None:
+    """The camera index of ``webcam`` (0) or ``webcam:N``; None for any other input."""
+    text = str(spec)
+    if text == "webcam":
+        return 0
+    if text.startswith("webcam:") and text[7:].isdigit():
+        return int(text[7:])
+    return None
+
+
+def webcam_frames(index: int, every_n_frames: int = 1, seconds: float = WEBCAM_SECONDS,
+                  fps_fallback: float = 25.0) -> list[tuple[int, np.ndarray]]:
+    """Record ``seconds`` from camera ``index`` (ffmpeg's video4linux2 device ``/dev/video<index>`` on Linux) as
+    (index, (H, W, 3) uint8) every n-th frame. Raises InputError naming the device when there is no camera."""
+    import imageio.v2 as imageio
+
+    device = Path(f"/dev/video{index}")
+    if Path("/dev").is_dir() and not device.exists():
+        raise InputError(f"webcam:{index}", f"no camera at {device}: connect one, or pass a video file (input=clip.mp4)")
+    try:
+        reader = imageio.get_reader(f"<video{index}>", "ffmpeg")
+    except Exception as exc:  # noqa: BLE001 - imageio raises many types for devices
+        raise InputError(f"webcam:{index}", f"the camera cannot be opened ({type(exc).__name__}: {exc})") from None
+    frames = []
+    try:
+        total = int(seconds * float(reader.get_meta_data().get("fps") or fps_fallback))
+        for i, frame in enumerate(reader):
+            if i >= total:
+                break
+            if i % every_n_frames == 0:
+                frames.append((i, np.asarray(frame)[..., :3].astype(np.uint8)))
+    finally:
+        reader.close()
+    if not frames:
+        raise InputError(f"webcam:{index}", "the camera gave no frames")
+    return frames
 
 
 @dataclass
@@ -100,6 +141,13 @@ def _files_in(folder: Path) -> list[Path]:
 
 def expand_inputs(spec: str | Path, every_n_frames: int = 10) -> tuple[list[InputItem], list[dict[str, str]]]:
     """Items to process and failure records ({"file", "reason"}) for inputs that cannot be expanded."""
+    camera = webcam_index(spec)
+    if camera is not None:
+        try:
+            return [InputItem(name=f"webcam{camera}_f{i:06d}", path=Path(f"webcam{camera}"), frame=i, array=frame)
+                    for i, frame in webcam_frames(camera, every_n_frames)], []
+        except InputError as err:
+            return [], [{"file": str(err.path), "reason": err.reason}]
     spec = Path(spec)
     failures: list[dict[str, str]] = []
     if spec.is_dir():
