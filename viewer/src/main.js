@@ -82,7 +82,7 @@ function updateCorrectives() {
 function setJointEuler(joint, x, y, z) {
   const bone = state.bones[joint];
   if (!bone) return;
-  // axis-angle of small rotations composed as DECA's pose is read: x (pitch), y (yaw), z (roll)
+  // Euler angles x (pitch), y (yaw), z (roll) in XYZ order; about one axis they equal DECA's axis-angle pose
   bone.quaternion.setFromEuler(new THREE.Euler(x, y, z, "XYZ"));
   updateCorrectives();
 }
