@@ -30,7 +30,7 @@ from video_clips import render_clip
 from decalite.apps.fitting import DEFAULT_FIT_TERMS, FitConfig
 from decalite.apps.reconstruct.faces import detect_faces
 from decalite.apps.reconstruct.inference import infer
-from decalite.apps.reconstruct.track import _photo_points, smooth_code, track_faces
+from decalite.apps.reconstruct.track import _photo_points, landmark_jitter, smooth_code, track_faces
 from decalite.cli.schema import compose_typed
 from decalite.config import FlameConfig, ModelConfig, PathsConfig, ReconstructConfig, RendererConfig
 from decalite.data.detect import make_landmarker
@@ -43,7 +43,7 @@ GRID = {"min_cutoff": (1.0, 2.0, 4.0, 8.0), "beta": (0.0, 2.0, 10.0)}
 
 def metrics(points: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     dp, dq = np.diff(points, axis=0), np.diff(truth, axis=0)
-    return {"jitter_px": float(np.linalg.norm(dp, axis=-1).mean()),
+    return {"jitter_px": landmark_jitter(points),
             "motion_error_px": float(np.linalg.norm(dp - dq, axis=-1).mean()),
             "landmark_error_px": float(np.linalg.norm(points - truth, axis=-1).mean())}
 

@@ -41,6 +41,7 @@ def still_clip(tmp_path_factory, head_cache):
 
 
 def test_the_tracker_detects_once_and_follows_the_face(still_clip):
+    from decalite.apps.reconstruct.coordinates import crop_to_photo
     from decalite.apps.reconstruct.track import track_faces
     from decalite.data.detect import make_landmarker
     from decalite.io.inputs import expand_inputs
@@ -49,9 +50,7 @@ def test_the_tracker_detects_once_and_follows_the_face(still_clip):
     items, failures = expand_inputs(path, every_n_frames=1)
     track = track_faces(items, make_landmarker("auto"), 1.25, 64)
     assert not failures and len(track.faces) == 6 and track.detections == [0]  # one detection, then tracked
-    found = np.stack([f.landmarks_px for f in track.faces])
-    photo = np.stack([np.linalg.solve(np.vstack([f.crop_matrix, [0, 0, 1]]),
-                                      np.vstack([p.T, np.ones(68)]))[:2].T for f, p in zip(track.faces, found)])
+    photo = np.stack([crop_to_photo(f.landmarks_px, f.crop_matrix) for f in track.faces])
     assert np.linalg.norm(photo - clip.landmarks, axis=-1).mean() < 4.0  # pixels of the 192 px frames
 
 

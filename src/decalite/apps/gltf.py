@@ -35,8 +35,10 @@ import pygltflib as gl
 import torch
 from PIL import Image
 
+from decalite.apps.export import to_uint8_image
 from decalite.flame.layer import FlameLayer
-from decalite.flame.lbs import pose_feature, rodrigues
+from decalite.flame.lbs import blend_shapes, pose_feature, regress_joints, rodrigues
+from decalite.geometry.mesh import vertex_normals
 from decalite.types import UVLayout
 
 #: FLAME's joints in order (names of the skin's nodes).
@@ -72,17 +74,23 @@ class HeadRig:
     expression_names: tuple[str, ...]
 
 
+def _bound_joints(flame: FlameLayer, rest: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
+    """(5, 3) the joints FLAME regresses from the rest mesh (V, 3) plus the expression (n_exp,) (float64, CPU)."""
+    dirs = flame.shapedirs.detach().double().cpu()[..., flame.n_shape :]
+    shaped = rest + blend_shapes(expression.detach().double().cpu().reshape(1, -1), dirs)[0]
+    return regress_joints(flame.j_regressor.detach().double().cpu(), shaped[None])[0]
+
+
 def head_rig(flame: FlameLayer, shape: torch.Tensor, expression: torch.Tensor,
              expression_names: tuple[str, ...] | None = None) -> HeadRig:
     """The rig of one face: shape (n_shape,) and expression (n_exp,) coefficients of ``flame``."""
     n_shape, n_exp = flame.n_shape, flame.n_exp
     dirs = flame.shapedirs.detach().double().cpu()  # (V, 3, n_shape + n_exp)
-    shape = shape.detach().double().cpu().reshape(n_shape)
     expression = expression.detach().double().cpu().reshape(n_exp)
-    rest = flame.v_template.detach().double().cpu() + dirs[..., :n_shape] @ shape  # (V, 3)
+    rest = flame.v_template.detach().double().cpu() + blend_shapes(
+        shape.detach().double().cpu().reshape(1, n_shape), dirs[..., :n_shape])[0]  # (V, 3)
     exp_dirs = dirs[..., n_shape:].permute(2, 0, 1)  # (V, 3, E) -> (E, V, 3)
-    bound = rest + (exp_dirs * expression[:, None, None]).sum(0)
-    joints = flame.j_regressor.detach().double().cpu() @ bound  # (5, V) @ (V, 3)
+    joints = _bound_joints(flame, rest, expression)
     names = tuple(expression_names or ())[:n_exp]  # a head's names cover all its components; the layer uses n_exp
     if len(names) != n_exp:
         names = tuple(f"exp_{k:03d}" for k in range(n_exp))
@@ -96,8 +104,7 @@ def head_rig(flame: FlameLayer, shape: torch.Tensor, expression: torch.Tensor,
 def joint_drift(rig: HeadRig, flame: FlameLayer, expression: torch.Tensor) -> float:
     """Largest distance (m) between the bound joints and those FLAME regresses for ``expression`` (n_exp,): how
     far a frame with that expression and rotated joints can be from FLAME (the lever of the rotation)."""
-    moved = rig.rest + np.einsum("e,evc->vc", expression.detach().double().cpu().numpy(), rig.expression_deltas)
-    joints = flame.j_regressor.detach().double().cpu().numpy() @ moved
+    joints = _bound_joints(flame, torch.from_numpy(rig.rest), expression).numpy()
     return float(np.linalg.norm(joints - rig.joints, axis=1).max())
 
 
@@ -158,7 +165,7 @@ def glb_mesh(rig: HeadRig, layout: UVLayout) -> GlbMesh:
     """The mesh the GLB stores for ``rig`` on ``layout``."""
     split = split_seams(layout)
     positions = rig.rest[split.vertex]
-    normals = vertex_normals_np(positions, split.faces)
+    normals = vertex_normals(torch.from_numpy(positions)[None], torch.from_numpy(split.faces))[0].numpy()
     return GlbMesh(split, positions, normals, tangents(positions, normals, split.uv, split.faces))
 
 
@@ -177,16 +184,6 @@ def split_seams(layout: UVLayout) -> SeamSplit:
     unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
     return SeamSplit(vertex=unique[:, 0], uv=np.asarray(layout.verts_uvs, dtype=np.float64)[unique[:, 1]],
                      faces=inverse.reshape(-1, 3))
-
-
-def vertex_normals_np(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(N, 3) area-weighted unit vertex normals."""
-    tri = vertices[faces]
-    face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normals = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(normals, faces[:, k], face_n)
-    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
 
 
 def tangents(vertices: np.ndarray, normals: np.ndarray, uv: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -227,9 +224,8 @@ def tangent_space_normal_map(detail_normals: torch.Tensor, corner_frames: torch.
 
 def _png(image: torch.Tensor) -> bytes:
     """(3, H, W) in [0, 1] -> PNG bytes."""
-    array = (image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
     buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
+    Image.fromarray(to_uint8_image(image)).save(buffer, format="PNG")
     return buffer.getvalue()
 
 

@@ -35,13 +35,12 @@ import torch
 from decalite.apps.animate import write_animation
 from decalite.apps.export import write_mesh
 from decalite.apps.fitting import FitConfig
-from decalite.apps.reconstruct.coordinates import photo_landmarks
+from decalite.apps.reconstruct.coordinates import crop_to_photo, photo_landmarks
 from decalite.apps.reconstruct.faces import Face, detect_faces, face_from_landmarks
 from decalite.apps.reconstruct.inference import infer
 from decalite.apps.reconstruct.writers import check_output_dir
 from decalite.apps.smoothing import one_euro
 from decalite.config import ReconstructConfig
-from decalite.data.crop import transform_points
 from decalite.flame.assets import FlameAssets
 from decalite.io.codes import save_codes
 from decalite.io.images import InputError
@@ -92,7 +91,7 @@ def track_faces(items: list[InputItem], landmarker, scale: float, size: int, fps
             found = track_landmarks(landmarker, image, previous) if previous is not None else None
             if found is None or _lost(found, previous, image):
                 face = detect_faces(item, image, landmarker, False, scale, size=size)[0]
-                found = transform_points(face.landmarks_px, np.linalg.inv(np.vstack([face.crop_matrix, [0, 0, 1]]))[:2])
+                found = crop_to_photo(face.landmarks_px, face.crop_matrix)
                 detections.append(len(found_in))
             found_in.append((item, image, found))
             previous = found
