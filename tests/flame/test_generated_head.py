@@ -179,20 +179,15 @@ def contour_normal_z(vertices, faces, contour_faces, contour_bary) -> np.ndarray
     return torch.nn.functional.normalize(at_points, dim=-1)[:, 2].numpy()
 
 
-@pytest.mark.parametrize("yaw_deg", [-35.0, -20.0, 20.0, 35.0])
-def test_contour_landmarks_lie_on_the_silhouette(head, yaw_deg):
-    """Independent of the bin convention: the yaw-selected jaw contour is the outline the camera sees.
-
-    With the bins mirrored (the smplx sign on DECA's layout) the far-side points land on the hidden side of the
-    face (normals turned away from the camera), which is the defect this pins.
-    """
-    layer = FlameLayer(head.model, head.embedding, n_shape=100, n_exp=50).double()
+def assert_yawed_contour_on_silhouette(layer: FlameLayer, yaw_deg: float):
+    """Turn the head by ``yaw_deg``: every yaw-selected contour point faces the camera, and the far side's points
+    lie on the outline (normals across the view). Returns the FLAME output and the root rotation (1, 3, 3)."""
     pose = torch.tensor([[0.0, math.radians(yaw_deg), 0.0]], dtype=torch.float64)
-    out = layer(global_pose=pose)
+    with torch.no_grad():
+        out = layer(global_pose=pose)
     rot = rodrigues(pose)
-    faces, bary = dynamic_contour_landmarks(
-        rot, torch.eye(3, dtype=torch.float64)[None], layer.dynamic_lmk_faces, layer.dynamic_lmk_bary
-    )
+    faces, bary = dynamic_contour_landmarks(rot, torch.eye(3, dtype=torch.float64)[None], layer.dynamic_lmk_faces,
+                                            layer.dynamic_lmk_bary)
     nz = contour_normal_z(out.vertices, layer.faces, faces[0], bary[0])
     # Turning towards +x hides the subject's left side (iBUG 11..17); towards -x the right side (iBUG 1..7).
     # The points next to the chin (iBUG 8..10) sit where the outline turns under the face in any view.
@@ -201,6 +196,18 @@ def test_contour_landmarks_lie_on_the_silhouette(head, yaw_deg):
     assert (nz > -0.05).all(), f"contour points face away from the camera: {np.round(nz, 2)}"
     assert np.abs(far).max() < 0.15, f"far-side contour is not on the silhouette: {np.round(far, 2)}"
     assert far.mean() < near.mean()
+    return out, rot
+
+
+@pytest.mark.parametrize("yaw_deg", [-35.0, -20.0, 20.0, 35.0])
+def test_contour_landmarks_lie_on_the_silhouette(head, yaw_deg):
+    """Independent of the bin convention: the yaw-selected jaw contour is the outline the camera sees.
+
+    With the bins mirrored (the smplx sign on DECA's layout) the far-side points land on the hidden side of the
+    face (normals turned away from the camera), which is the defect this pins.
+    """
+    layer = FlameLayer(head.model, head.embedding, n_shape=100, n_exp=50).double()
+    out, rot = assert_yawed_contour_on_silhouette(layer, yaw_deg)
 
     mirrored = FlameLayer(head.model, head.embedding, n_shape=100, n_exp=50, contour_convention="smplx").double()
     wrong_faces, wrong_bary = dynamic_contour_landmarks(

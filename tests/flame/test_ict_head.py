@@ -20,9 +20,8 @@ from decalite.flame.default import resolve_flame_dir
 from decalite.flame.ict.pack import load_pack, shipped_pack
 from decalite.flame.ict.source import JAWLINE_LEFT, JAWLINE_RIGHT, LANDMARKS_68
 from decalite.flame.layer import FlameLayer
-from decalite.flame.lbs import dynamic_contour_landmarks, rodrigues
 from decalite.flame.model_data import N_SHAPE_TOTAL
-from tests.flame.test_generated_head import contour_normal_z
+from tests.flame.test_generated_head import assert_yawed_contour_on_silhouette
 
 ICT_DIR = os.environ.get("DECALITE_ICT_DIR")
 needs_ict = pytest.mark.skipif(not ICT_DIR, reason="set DECALITE_ICT_DIR to ICT-FaceKit's FaceXModel folder")
@@ -78,17 +77,7 @@ def test_landmarks_lie_on_icts_listed_vertices(pack, layer):
 @pytest.mark.parametrize("yaw_deg", [-35.0, -20.0, 20.0, 35.0])
 def test_contour_landmarks_lie_on_the_silhouette(layer, yaw_deg):
     """As for the generated head: the yaw-selected contour faces the camera and the far side is the outline."""
-    pose = torch.tensor([[0.0, math.radians(yaw_deg), 0.0]], dtype=torch.float64)
-    with torch.no_grad():
-        out = layer(global_pose=pose)
-    faces, bary = dynamic_contour_landmarks(rodrigues(pose), torch.eye(3, dtype=torch.float64)[None],
-                                            layer.dynamic_lmk_faces, layer.dynamic_lmk_bary)
-    nz = contour_normal_z(out.vertices, layer.faces, faces[0], bary[0])
-    far = nz[10:] if yaw_deg > 0 else nz[:7]
-    near = nz[:7] if yaw_deg > 0 else nz[10:]
-    assert (nz > -0.05).all(), f"contour points face away from the camera: {np.round(nz, 2)}"
-    assert np.abs(far).max() < 0.15, f"far-side contour is not on the silhouette: {np.round(far, 2)}"
-    assert far.mean() < near.mean()
+    assert_yawed_contour_on_silhouette(layer, yaw_deg)
 
 
 def _face_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
